@@ -1,0 +1,57 @@
+# The commands a person types. `make run` sets everything up and serves; `make test` tests.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+MODELS ?= models
+MODEL_NAME ?= moderation
+DEBIAN_PACKAGES := fonts-dejavu-core fonts-noto-cjk mate-backgrounds
+PROTO := proto/moderation_api/v1/moderation.proto
+GENERATED := moderation_api/v1/moderation_pb2.py moderation_api/v1/moderation_pb2_grpc.py
+
+.PHONY: run setup system-deps venv proto model test lint serve clean help
+
+help:
+	@echo "make run    - set everything up (Debian packages, venv, protobuf code, demo model) and serve on 127.0.0.1:50051"
+	@echo "make test   - lint and run the test suite"
+	@echo "make model  - train and export the demo model if models/$(MODEL_NAME)/ has no version"
+	@echo "make proto  - generate the Python protobuf/gRPC code from $(PROTO)"
+
+run: setup model
+	$(PY) -m server.main --model-repository $(MODELS) --model-name $(MODEL_NAME) $(ARGS)
+
+setup: system-deps venv proto
+
+# Debian packages the demo data generator needs (fonts for English and Japanese text, photos).
+system-deps:
+	@if dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then echo "debian packages: present"; else \
+	  echo "debian packages: installing $(DEBIAN_PACKAGES)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEBIAN_PACKAGES); fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	# --no-deps: tensorflow-serving-api would otherwise pull the full `tensorflow` wheel beside tensorflow-cpu.
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	touch $@
+
+proto: $(GENERATED)
+
+$(GENERATED): $(PROTO) $(VENV)/.installed
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO)
+
+model: setup
+	$(PY) -m training.train_demo --models $(MODELS) --name $(MODEL_NAME) --if-missing
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: setup lint
+	$(VENV)/bin/pytest -q tests
+
+clean:
+	rm -rf $(VENV) moderation_api .pytest_cache .ruff_cache

@@ -1,0 +1,155 @@
+"""The one configuration tree, built in main() from flags and environment variables.
+
+Every field of every section is settable as a flag `--<section>-<field>` (dashes for
+underscores) and as an environment variable `MODERATION_<SECTION>_<FIELD>`; a flag wins over
+the environment, the environment over the default. Nothing is parsed at import time."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+
+from server.decode import DecodeConfig
+from server.fetch import FetchConfig
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464  # -1 disables the metrics HTTP server; 0 picks a free port
+    # SIGTERM: health turns NOT_SERVING and calls are still accepted for drain_delay_s, so
+    # load balancers notice before the port closes; then in-flight calls get grace_s to finish.
+    drain_delay_s: float = 1.0
+    grace_s: float = 10.0
+    max_message_bytes: int = 64 * 1024 * 1024
+    max_concurrent_calls: int = 64  # beyond it: RESOURCE_EXHAUSTED, no unbounded queue
+    default_deadline_s: float = 30.0  # applied when the caller sets no deadline
+    decode_threads: int = 2
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_images: int = 16
+    max_inline_bytes: int = 10 * 1024 * 1024  # per image
+    max_url_length: int = 2048
+    max_id_length: int = 256
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    repository: str = "models"
+    name: str = "moderation"
+    # auto: ONNX Runtime when the version ships a model.onnx that passed its parity check,
+    # else the TensorFlow SavedModel (which costs ~400 MB more per process).
+    engine: str = "auto"
+    threads: int = 0  # intra-op threads of the engine; 0 = number of cores
+    parity_tolerance: float = 1e-4
+    poll_interval_s: float = 5.0  # how often models/<name>/ is checked for a new version; 0 = never
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    max_batch_size: int = 32
+    max_queue_delay_ms: float = 2.0
+    max_queued_images: int = 512  # beyond it: RESOURCE_EXHAUSTED
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    # "class.review=0.4,class.block=0.9": overrides the model metadata's thresholds.
+    thresholds: str = ""
+    # The decision given to an image that could not be classified (404, corrupt...): the
+    # post cannot be called safe when part of it was never looked at.
+    on_error: str = "REVIEW"
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    url: str = "sqlite:///var/audit.sqlite3"
+    sample_rate: float = 0.01  # share of PASS decisions recorded for a human audit
+    sample_salt: str = ""
+    queue_size: int = 10_000
+    flush_interval_s: float = 0.5
+    batch_size: int = 500
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    log_level: str = "INFO"
+
+
+def _parse_value(kind: type, text: str):
+    if kind is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {text!r}")
+    if typing.get_origin(kind) is tuple:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return kind(text)
+
+
+def _field_types(cls: type) -> dict[str, type]:
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if isinstance(kind, types.UnionType):  # `X | None`: parse as X
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        out[f.name] = kind
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for section in dataclasses.fields(Config):
+        hints = _field_types(Config)
+        if not dataclasses.is_dataclass(hints[section.name]):
+            parser.add_argument(f"--{section.name.replace('_', '-')}", dest=section.name, default=None)
+            continue
+        group = parser.add_argument_group(section.name)
+        for name in _field_types(hints[section.name]):
+            flag = f"--{section.name}-{name}".replace("_", "-")
+            default = getattr(hints[section.name](), name)
+            group.add_argument(flag, dest=f"{section.name}.{name}", default=None,
+                               help=f"(env MODERATION_{section.name.upper()}_{name.upper()}; default {default!r})")
+
+
+def build_config(args: argparse.Namespace | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    given = vars(args) if args is not None else {}
+    sections = {}
+    top = {}
+    for section in dataclasses.fields(Config):
+        kind = _field_types(Config)[section.name]
+        if not dataclasses.is_dataclass(kind):
+            text = given.get(section.name) or environ.get(f"MODERATION_{section.name.upper()}")
+            if text is not None:
+                top[section.name] = _parse_value(kind, text)
+            continue
+        values = {}
+        for name, field_kind in _field_types(kind).items():
+            text = given.get(f"{section.name}.{name}")
+            if text is None:
+                text = environ.get(f"MODERATION_{section.name.upper()}_{name.upper()}")
+            if text is not None:
+                try:
+                    values[name] = _parse_value(field_kind, text)
+                except ValueError as exc:
+                    raise SystemExit(f"config {section.name}.{name}: {exc}") from exc
+        sections[section.name] = kind(**values)
+    return Config(**sections, **top)

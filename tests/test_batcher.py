@@ -1,0 +1,130 @@
+"""The dynamic batcher, with a plain-numpy predict function standing in for the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from server.batcher import Batcher
+from server.config import BatchConfig
+from server.errors import ImageError, ImageErrorCode, Overloaded
+from server.metrics import Metrics
+
+
+def image(value: int) -> np.ndarray:
+    return np.full((4, 4, 3), value, dtype=np.uint8)
+
+
+def echo_predict(batches: list[int]):
+    def predict(images: np.ndarray) -> np.ndarray:
+        batches.append(len(images))
+        # Each row's "score" is the value its caller painted: a mix-up would show.
+        return images[:, 0, 0, :].astype(np.float32)
+    return predict
+
+
+async def with_batcher(predict, config: BatchConfig, body):
+    executor = ThreadPoolExecutor(max_workers=1)
+    batcher = Batcher(predict, config, executor, Metrics())
+    batcher.start()
+    try:
+        return await body(batcher)
+    finally:
+        await batcher.close()
+        executor.shutdown()
+
+
+def test_results_return_to_their_callers_and_calls_are_joined():
+    batches: list[int] = []
+
+    async def body(batcher):
+        return await asyncio.gather(*(batcher.submit(image(v)) for v in range(200)))
+
+    rows = asyncio.run(with_batcher(echo_predict(batches), BatchConfig(max_batch_size=16, max_queue_delay_ms=5),
+                                    body))
+    assert [int(r[0]) for r in rows] == list(range(200))
+    assert sum(batches) == 200
+    assert max(batches) == 16  # joined, and never past the bound
+    assert len(batches) < 200
+
+
+def test_a_failing_batch_fails_only_its_own_images():
+    poison = 99
+
+    def predict(images):
+        if (images[:, 0, 0, 0] == poison).any():
+            raise RuntimeError("engine exploded")
+        return images[:, 0, 0, :].astype(np.float32)
+
+    async def body(batcher):
+        first = await asyncio.gather(*(batcher.submit(image(v)) for v in (1, poison, 2)), return_exceptions=True)
+        second = await asyncio.gather(*(batcher.submit(image(v)) for v in (3, 4)))
+        return first, second
+
+    first, second = asyncio.run(with_batcher(predict, BatchConfig(max_batch_size=3, max_queue_delay_ms=50), body))
+    assert all(isinstance(r, ImageError) and r.code == ImageErrorCode.INFERENCE_FAILED for r in first)
+    assert "engine exploded" in first[0].message
+    assert [int(r[0]) for r in second] == [3, 4]
+
+
+def test_queue_bound_rejects_fast():
+    release = threading.Event()
+
+    def slow_predict(images):
+        release.wait(10)
+        return images[:, 0, 0, :].astype(np.float32)
+
+    async def body(batcher):
+        running = asyncio.ensure_future(batcher.submit(image(1)))
+        await asyncio.sleep(0.05)  # the first image is now inside the engine
+        queued = [asyncio.ensure_future(batcher.submit(image(v))) for v in (2, 3)]
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        with pytest.raises(Overloaded, match="already waiting"):
+            await batcher.submit(image(4))
+        rejected_in = time.perf_counter() - started
+        release.set()
+        done = await asyncio.gather(running, *queued)
+        return rejected_in, done
+
+    rejected_in, done = asyncio.run(with_batcher(slow_predict, BatchConfig(max_batch_size=8, max_queue_delay_ms=1,
+                                                                            max_queued_images=2), body))
+    assert rejected_in < 0.5
+    assert [int(r[0]) for r in done] == [1, 2, 3]
+
+
+def test_lone_image_waits_at_most_the_queue_delay():
+    called_at: list[float] = []
+
+    def predict(images):
+        called_at.append(time.perf_counter())
+        return images[:, 0, 0, :].astype(np.float32)
+
+    async def body(batcher):
+        started = time.perf_counter()
+        await batcher.submit(image(7))
+        return started
+
+    started = asyncio.run(with_batcher(predict, BatchConfig(max_batch_size=8, max_queue_delay_ms=100), body))
+    waited = called_at[0] - started
+    # It waited for company (about 100 ms), but not much longer: generous margin for a busy machine.
+    assert 0.08 <= waited < 1.0
+
+
+def test_full_batch_goes_without_waiting_for_the_delay():
+    batches: list[int] = []
+
+    async def body(batcher):
+        started = time.perf_counter()
+        await asyncio.gather(*(batcher.submit(image(v)) for v in range(4)))
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(with_batcher(echo_predict(batches), BatchConfig(max_batch_size=4, max_queue_delay_ms=5000),
+                                       body))
+    assert batches == [4]
+    assert elapsed < 2.5
