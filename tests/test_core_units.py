@@ -104,5 +104,5 @@ def test_config_tree_from_flags_and_environment():
     assert config.batch.max_queue_delay_ms == 3.5
     assert config.log_level == "debug"
     assert config.limits.max_images == 16
-    with pytest.raises(SystemExit, match="server.port"):
+    with pytest.raises(SystemExit, match=r"server\.port"):
         build_config(parser.parse_args(["--server-port", "many"]), {})
