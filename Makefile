@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 MODELS ?= models
 MODEL_NAME ?= moderation
 DEBIAN_PACKAGES := fonts-dejavu-core fonts-noto-cjk mate-backgrounds
-PROTO := proto/moderation_api/v1/moderation.proto
-GENERATED := moderation_api/v1/moderation_pb2.py moderation_api/v1/moderation_pb2_grpc.py
+PROTO := proto/moderation_api/v1/moderation.proto proto/tfserving_api/tensor.proto proto/tfserving_api/predict.proto
+GENERATED := moderation_api/v1/moderation_pb2.py moderation_api/v1/moderation_pb2_grpc.py tfserving_api/predict_pb2_grpc.py
 
 .PHONY: run setup system-deps venv proto model test lint serve clean help
 
@@ -41,7 +41,7 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 
 proto: $(GENERATED)
 
-$(GENERATED): $(PROTO) $(VENV)/.installed
+$(GENERATED) &: $(PROTO) $(VENV)/.installed
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO)
 
 model: setup

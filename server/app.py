@@ -22,6 +22,8 @@ from server.fetch import Fetcher
 from server.grpc_service import ErrorMappingInterceptor, ModerationServicer
 from server.metrics import Metrics
 from server.model_manager import LoadedModel, ModelManager
+from server.tfserving_service import PredictionServicer
+from tfserving_api import predict_pb2, predict_pb2_grpc
 
 log = logging.getLogger("server")
 
@@ -60,7 +62,8 @@ class Service:
         await self.fetcher.start()
         self._step("fetcher ready (timeout %.1fs, max %d bytes, allow-list %s)", cfg.fetch.timeout_s,
                    cfg.fetch.max_bytes, ",".join(cfg.fetch.allow) or "empty")
-        self.models = ModelManager(cfg.model, cfg.batch, cfg.policy, self.metrics, on_loaded=self._model_loaded)
+        self.models = ModelManager(cfg.model, cfg.batch, cfg.policy, cfg.decode, self.metrics,
+                                   on_loaded=self._model_loaded)
         self.core = ModerationCore(cfg, self.models, self.fetcher, self.audit, self.metrics)
 
         options = [("grpc.max_receive_message_length", cfg.server.max_message_bytes),
@@ -68,9 +71,11 @@ class Service:
                    ("grpc.so_reuseport", 0)]
         self._server = grpc.aio.server(interceptors=[ErrorMappingInterceptor(self.metrics)], options=options)
         pb_grpc.add_ModerationServicer_to_server(ModerationServicer(self.core), self._server)
+        predict_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.core), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (SERVICE_NAME, predict_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self._server)
         await self._set_serving(False)
         self.port = self._server.add_insecure_port(f"{cfg.server.host}:{cfg.server.port}")
@@ -89,7 +94,7 @@ class Service:
         if self._draining:
             return
         await self._set_serving(True)
-        self._step("SERVING model %s version %s (engine %s)", model.metadata.name, model.version, model.engine.name)
+        self._step("SERVING model %s version %s (engine %s)", model.metadata.name, model.version, model.engine_name)
 
     async def _set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -111,8 +116,6 @@ class Service:
             await self.models.close()
         if self.fetcher:
             await self.fetcher.close()
-        if self.core:
-            self.core.close()
         if self.audit:
             self.audit.close()
         if self._metrics_server:

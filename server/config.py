@@ -30,7 +30,6 @@ class ServerConfig:
     max_message_bytes: int = 64 * 1024 * 1024
     max_concurrent_calls: int = 64  # beyond it: RESOURCE_EXHAUSTED, no unbounded queue
     default_deadline_s: float = 30.0  # applied when the caller sets no deadline
-    decode_threads: int = 2
 
 
 @dataclass(frozen=True)
@@ -38,6 +37,7 @@ class LimitsConfig:
     max_images: int = 16
     max_inline_bytes: int = 10 * 1024 * 1024  # per image
     max_url_length: int = 2048
+    max_predict_images: int = 64  # per TensorFlow Serving Predict call
     max_id_length: int = 256
 
 
@@ -46,10 +46,17 @@ class ModelConfig:
     repository: str = "models"
     name: str = "moderation"
     # auto: ONNX Runtime when the version ships a model.onnx that passed its parity check,
-    # else the TensorFlow SavedModel (which costs ~400 MB more per process).
+    # else the TensorFlow SavedModel (which costs ~400 MB more per process). Also: onnx,
+    # savedmodel, keras (Keras predict per call: the slow baseline), tfserving (remote).
     engine: str = "auto"
-    threads: int = 0  # intra-op threads of the engine; 0 = number of cores
+    # process: decode + inference in `workers` worker processes (default: one per core);
+    # thread: the same on `workers` threads of the server process, one shared engine.
+    runner: str = "process"
+    workers: int = 0  # 0 = number of cores available to this process
+    threads: int = 1  # intra-op threads per worker; one single-threaded engine per core measured fastest
     parity_tolerance: float = 1e-4
+    tfserving_target: str = ""  # host:port of a TensorFlow Serving PredictionService, for engine=tfserving
+    tfserving_model: str = ""  # model name there; default: this model's name
     poll_interval_s: float = 5.0  # how often models/<name>/ is checked for a new version; 0 = never
 
 

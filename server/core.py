@@ -5,20 +5,20 @@ raised as the typed exceptions of server/errors.py."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from PIL import Image
 
+from model.repository import SIGNATURE_NAME
 from server.audit.records import AuditReason, AuditRecord
 from server.audit.writer import AuditWriter
 from server.config import Config
-from server.decode import decode_image
-from server.errors import DeadlineExceeded, ImageError, Overloaded
+from server.errors import DeadlineExceeded, ImageError, InvalidRequest, NotFound, Overloaded
 from server.fetch import Fetcher
+from server.inference import ItemResult
 from server.metrics import Metrics
 from server.model_manager import LoadedModel, ModelManager
 from server.sampling import is_sampled
@@ -37,11 +37,7 @@ class ModerationCore:
         self.audit = audit
         self.metrics = metrics
         self.on_error = Decision[config.policy.on_error.upper()]
-        self._decode_pool = ThreadPoolExecutor(max_workers=config.server.decode_threads, thread_name_prefix="decode")
         self._inflight = 0
-
-    def close(self) -> None:
-        self._decode_pool.shutdown(wait=True)
 
     async def classify(self, call: ClassifyCall, time_remaining: float | None = None) -> ClassifyResult:
         validate_call(call, self.config.limits)
@@ -73,18 +69,17 @@ class ModerationCore:
         outcome = ImageOutcome(id=image.id, url=image.url)
         try:
             data = await self._obtain(image, deadline)
-            started = time.perf_counter()
-            outcome.content_sha256, tensor = await asyncio.get_running_loop().run_in_executor(
-                self._decode_pool, self._hash_and_decode, data, model.input_hw)
-            self.metrics.stage_seconds.labels("decode").observe(time.perf_counter() - started)
-            if isinstance(tensor, ImageError):
-                raise tensor
-            row = await model.batcher.submit(tensor)
+            result: ItemResult = await model.batcher.submit(data)
+            outcome.content_sha256 = result.content_sha256
+            self.metrics.stage_seconds.labels("decode").observe(result.decode_s)
+            result.raise_error()
         except ImageError as exc:
             outcome.error = exc
             outcome.decision = self.on_error
             return outcome
+        self.metrics.stage_seconds.labels("inference").observe(result.inference_s)
         names = model.metadata.class_names
+        row = result.scores
         outcome.scores = {name: float(row[i]) for i, name in enumerate(names)}
         outcome.top_class = names[int(np.argmax(row))]
         outcome.decision = model.policy.decide(outcome.scores)
@@ -92,6 +87,32 @@ class ModerationCore:
             outcome.audit_sampled = is_sampled(outcome.content_sha256, self.config.audit.sample_rate,
                                                self.config.audit.sample_salt)
         return outcome
+
+    async def predict_tensors(self, model_name: str, version: int | None, signature: str,
+                              images: np.ndarray) -> tuple[np.ndarray, LoadedModel]:
+        """TensorFlow Serving's Predict: uint8 or float [N, H, W, 3] images -> [N, classes] scores,
+        through the same batcher as Classify (so both kinds of call share batches)."""
+        model = self.models.get()
+        if model_name != model.metadata.name:
+            raise NotFound(f"model {model_name!r} is not served here; this server serves {model.metadata.name!r}")
+        if version is not None and version != model.metadata.version:
+            raise NotFound(f"version {version} of {model_name!r} is not loaded; version {model.version} is")
+        if signature not in ("", SIGNATURE_NAME):
+            raise NotFound(f"signature {signature!r} does not exist; use {SIGNATURE_NAME!r}")
+        if images.ndim != 4 or images.shape[-1] != 3 or 0 in images.shape:
+            raise InvalidRequest(f"images must be [batch, height, width, 3], got {list(images.shape)}")
+        if images.shape[0] > self.config.limits.max_predict_images:
+            raise InvalidRequest(f"{images.shape[0]} images, limit {self.config.limits.max_predict_images}")
+        if images.dtype != np.uint8:
+            images = np.clip(np.rint(images), 0, 255).astype(np.uint8)
+        size = model.metadata.input_size
+        if images.shape[1:3] != (size, size):
+            images = np.stack([np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BILINEAR))
+                               for img in images])
+        results = await asyncio.gather(*(model.batcher.submit(img) for img in images))
+        for result in results:
+            result.raise_error()
+        return np.stack([r.scores for r in results]), model
 
     async def _obtain(self, image: ImageInput, deadline: float) -> bytes:
         if image.content is not None:
@@ -105,16 +126,6 @@ class ModerationCore:
             self.metrics.stage_seconds.labels("fetch").observe(time.perf_counter() - started)
         self.metrics.fetched_bytes.inc(len(data))
         return data
-
-    def _hash_and_decode(self, data: bytes, size: tuple[int, int]) -> tuple[str, np.ndarray | ImageError]:
-        # One trip to the decode pool for both: hashing 10 MB on the event loop would stall it.
-        # The error is returned, not raised, so the hash of an undecodable image still reaches
-        # the response.
-        digest = hashlib.sha256(data).hexdigest()
-        try:
-            return digest, decode_image(data, size, self.config.decode)
-        except ImageError as exc:
-            return digest, exc
 
     def _record_audit(self, call: ClassifyCall, request_id: str, model: LoadedModel,
                       outcomes: list[ImageOutcome]) -> None:

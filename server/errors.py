@@ -51,5 +51,9 @@ class DeadlineExceeded(ModerationError):
     """The call's deadline passed before the answer was ready."""
 
 
+class NotFound(ModerationError):
+    """The request names a model, version or signature that is not served here."""
+
+
 class Unauthenticated(ModerationError):
     """Missing or wrong credentials."""

@@ -16,6 +16,7 @@ from server.errors import (
     InvalidRequest,
     ModelUnavailable,
     ModerationError,
+    NotFound,
     Overloaded,
     Unauthenticated,
 )
@@ -29,8 +30,13 @@ STATUS_FOR: dict[type[ModerationError], grpc.StatusCode] = {
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ModelUnavailable: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    NotFound: grpc.StatusCode.NOT_FOUND,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
 }
+
+
+# Our own API and the TensorFlow Serving API; health and reflection are left alone.
+SERVED_PREFIXES = ("/moderation.v1.", "/tensorflow.serving.")
 
 
 def status_for(exc: BaseException) -> grpc.StatusCode:
@@ -49,8 +55,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or not handler_call_details.method.startswith(
-                "/moderation.v1."):
+        method = handler_call_details.method
+        if handler is None or handler.unary_unary is None or not method.startswith(SERVED_PREFIXES):
             return handler
         behaviour = handler.unary_unary
         metrics = self._metrics
@@ -71,7 +77,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("unexpected error in %s", handler_call_details.method)
                 await context.abort(code, f"internal error: {type(exc).__name__}")
             finally:
-                metrics.calls.labels(code.name).inc()
+                metrics.calls.labels(method, code.name).inc()
                 metrics.call_seconds.observe(time.perf_counter() - started)
 
         return grpc.unary_unary_rpc_method_handler(

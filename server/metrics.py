@@ -13,7 +13,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.calls = Counter("moderation_calls", "Classify calls by final gRPC status code", ["code"], registry=r)
+        self.calls = Counter("moderation_calls", "Calls by method and final gRPC status code", ["method", "code"],
+                             registry=r)
         self.images = Counter("moderation_images", "Images by outcome (ok or the per-image error code) and decision",
                               ["outcome", "decision"], registry=r)
         self.call_seconds = Histogram("moderation_call_seconds", "Whole Classify call latency",

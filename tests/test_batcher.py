@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -21,22 +20,21 @@ def image(value: int) -> np.ndarray:
 
 
 def echo_predict(batches: list[int]):
-    def predict(images: np.ndarray) -> np.ndarray:
+    def predict(items: list[np.ndarray]) -> np.ndarray:
+        images = np.stack(items)
         batches.append(len(images))
         # Each row's "score" is the value its caller painted: a mix-up would show.
         return images[:, 0, 0, :].astype(np.float32)
     return predict
 
 
-async def with_batcher(predict, config: BatchConfig, body):
-    executor = ThreadPoolExecutor(max_workers=1)
-    batcher = Batcher(predict, config, executor, Metrics())
+async def with_batcher(predict, config: BatchConfig, body, slots: int = 1):
+    batcher = Batcher(predict, config, Metrics(), slots=slots)
     batcher.start()
     try:
         return await body(batcher)
     finally:
         await batcher.close()
-        executor.shutdown()
 
 
 def test_results_return_to_their_callers_and_calls_are_joined():
@@ -56,7 +54,8 @@ def test_results_return_to_their_callers_and_calls_are_joined():
 def test_a_failing_batch_fails_only_its_own_images():
     poison = 99
 
-    def predict(images):
+    def predict(items):
+        images = np.stack(items)
         if (images[:, 0, 0, 0] == poison).any():
             raise RuntimeError("engine exploded")
         return images[:, 0, 0, :].astype(np.float32)
@@ -75,9 +74,9 @@ def test_a_failing_batch_fails_only_its_own_images():
 def test_queue_bound_rejects_fast():
     release = threading.Event()
 
-    def slow_predict(images):
+    def slow_predict(items):
         release.wait(10)
-        return images[:, 0, 0, :].astype(np.float32)
+        return np.stack(items)[:, 0, 0, :].astype(np.float32)
 
     async def body(batcher):
         running = asyncio.ensure_future(batcher.submit(image(1)))
@@ -101,9 +100,9 @@ def test_queue_bound_rejects_fast():
 def test_lone_image_waits_at_most_the_queue_delay():
     called_at: list[float] = []
 
-    def predict(images):
+    def predict(items):
         called_at.append(time.perf_counter())
-        return images[:, 0, 0, :].astype(np.float32)
+        return np.stack(items)[:, 0, 0, :].astype(np.float32)
 
     async def body(batcher):
         started = time.perf_counter()
@@ -128,3 +127,27 @@ def test_full_batch_goes_without_waiting_for_the_delay():
                                        body))
     assert batches == [4]
     assert elapsed < 2.5
+
+
+def test_slots_run_batches_side_by_side_and_per_item_errors_stay_per_item():
+    inside = 0
+    most_inside = 0
+    lock = threading.Lock()
+
+    def run(items):
+        nonlocal inside, most_inside
+        with lock:
+            inside += 1
+            most_inside = max(most_inside, inside)
+        time.sleep(0.05)
+        with lock:
+            inside -= 1
+        return [ImageError(ImageErrorCode.CORRUPT, "bad") if v == 13 else v * 2 for v in items]
+
+    async def body(batcher):
+        return await asyncio.gather(*(batcher.submit(v) for v in range(40)), return_exceptions=True)
+
+    results = asyncio.run(with_batcher(run, BatchConfig(max_batch_size=4, max_queue_delay_ms=1), body, slots=2))
+    assert most_inside == 2
+    assert isinstance(results[13], ImageError) and results[13].code == ImageErrorCode.CORRUPT
+    assert [r for i, r in enumerate(results) if i != 13] == [v * 2 for v in range(40) if v != 13]

@@ -271,7 +271,8 @@ def test_metrics_endpoint(model_repo, tmp_path):
         body = urllib.request.urlopen(f"http://127.0.0.1:{running.service.metrics_port}/metrics").read().decode()
     finally:
         running.stop()
-    for series in ('moderation_calls_total{code="OK"} 1.0', 'moderation_images_total{decision="BLOCK",outcome="ok"}',
+    for series in ('moderation_calls_total{code="OK",method="/moderation.v1.Moderation/Classify"} 1.0',
+                   'moderation_images_total{decision="BLOCK",outcome="ok"}',
                    "moderation_call_seconds_bucket", 'moderation_stage_seconds_bucket{le="0.001",stage="decode"}',
                    'moderation_model_info{engine="onnx",name="moderation",version="1"} 1.0',
                    "moderation_batch_size_bucket", "moderation_inline_bytes_total"):
