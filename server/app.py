@@ -12,9 +12,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from moderation_api.v1 import audit_pb2_grpc
 from moderation_api.v1 import moderation_pb2 as pb
 from moderation_api.v1 import moderation_pb2_grpc as pb_grpc
-from server.audit.writer import AuditWriter, open_store
+from server.audit.loop import AuditLoop
+from server.audit.writer import AuditWriter
+from server.audit_service import SERVICE_NAME as AUDIT_SERVICE_NAME
+from server.audit_service import AuditServicer
 from server.config import Config
 from server.core import ModerationCore
 from server.errors import ModelUnavailable
@@ -22,6 +26,7 @@ from server.fetch import Fetcher
 from server.grpc_service import ErrorMappingInterceptor, ModerationServicer
 from server.metrics import Metrics
 from server.model_manager import LoadedModel, ModelManager
+from server.security import load_tokens, server_credentials
 from server.tfserving_service import PredictionServicer
 from tfserving_api import predict_pb2, predict_pb2_grpc
 
@@ -40,6 +45,7 @@ class Service:
         self._server: grpc.aio.Server | None = None
         self._metrics_server = None
         self.audit: AuditWriter | None = None
+        self.audit_loop: AuditLoop | None = None
         self.fetcher: Fetcher | None = None
         self.models: ModelManager | None = None
         self.core: ModerationCore | None = None
@@ -56,7 +62,9 @@ class Service:
                                                         registry=self.metrics.registry)
             self.metrics_port = self._metrics_server.server_port
             self._step("metrics on http://%s:%d/metrics", cfg.server.metrics_host, self.metrics_port)
-        self.audit = AuditWriter(open_store(cfg.audit.url), cfg.audit, self.metrics)
+        self.audit_loop = AuditLoop(cfg, self.metrics)
+        self.audit_loop.start()
+        self.audit = self.audit_loop.writer
         self._step("audit store %s open (sampling %.2f%% of passes)", cfg.audit.url, 100 * cfg.audit.sample_rate)
         self.fetcher = Fetcher(cfg.fetch)
         await self.fetcher.start()
@@ -69,20 +77,29 @@ class Service:
         options = [("grpc.max_receive_message_length", cfg.server.max_message_bytes),
                    ("grpc.max_send_message_length", cfg.server.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
-        self._server = grpc.aio.server(interceptors=[ErrorMappingInterceptor(self.metrics)], options=options)
+        tokens = load_tokens(cfg.server.auth_tokens_file) if cfg.server.auth_tokens_file else None
+        credentials = server_credentials(cfg.server)
+        self._server = grpc.aio.server(interceptors=[ErrorMappingInterceptor(self.metrics, tokens)], options=options)
         pb_grpc.add_ModerationServicer_to_server(ModerationServicer(self.core), self._server)
         predict_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.core), self._server)
+        audit_pb2_grpc.add_AuditServicer_to_server(AuditServicer(self.audit_loop.service), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, predict_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+            (SERVICE_NAME, AUDIT_SERVICE_NAME, predict_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
              health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self._server)
         await self._set_serving(False)
-        self.port = self._server.add_insecure_port(f"{cfg.server.host}:{cfg.server.port}")
+        address = f"{cfg.server.host}:{cfg.server.port}"
+        if credentials is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, credentials)
         if not self.port:
-            raise OSError(f"cannot listen on {cfg.server.host}:{cfg.server.port}")
+            raise OSError(f"cannot listen on {address}")
         await self._server.start()
-        self._step("gRPC listening on %s:%d (health NOT_SERVING until the model is warm)", cfg.server.host, self.port)
+        security = ("plaintext" if credentials is None else "mutual TLS" if cfg.server.tls_client_ca else "TLS")
+        self._step("gRPC listening on %s:%d (%s%s; health NOT_SERVING until the model is warm)", cfg.server.host,
+                   self.port, security, ", bearer tokens required" if tokens else "")
         try:
             await self.models.load_latest()
         except ModelUnavailable as exc:
@@ -116,8 +133,8 @@ class Service:
             await self.models.close()
         if self.fetcher:
             await self.fetcher.close()
-        if self.audit:
-            self.audit.close()
+        if self.audit_loop:
+            self.audit_loop.close()
         if self._metrics_server:
             self._metrics_server.shutdown()
         self._step("stopped")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -34,6 +35,21 @@ def channel_options() -> list[tuple[str, object]]:
     return [("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+
+
+def open_channel(target: str, ca: str = "", cert: str = "", key: str = "", server_name: str = "") -> grpc.Channel:
+    """Plaintext, TLS (ca: the server's CA, or the system roots with ca="system") or mutual TLS
+    (cert + key: this client's certificate)."""
+    options = channel_options()
+    if not (ca or cert):
+        return grpc.insecure_channel(target, options=options)
+    roots = None if ca in ("", "system") else Path(ca).read_bytes()
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=roots, private_key=Path(key).read_bytes() if key else None,
+        certificate_chain=Path(cert).read_bytes() if cert else None)
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.secure_channel(target, credentials, options=options)
 
 
 def build_request(sources: list[str], post_id: str) -> pb.ClassifyRequest:
@@ -69,11 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--post-id", default="")
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--tls-ca", default="", help="CA file of the server's certificate (enables TLS)")
+    parser.add_argument("--tls-cert", default="", help="client certificate, for mutual TLS")
+    parser.add_argument("--tls-key", default="", help="client key, for mutual TLS")
+    parser.add_argument("--tls-server-name", default="", help="expected name in the server's certificate")
+    parser.add_argument("--token", default=os.environ.get("MODERATION_TOKEN", ""),
+                        help="bearer token (default: $MODERATION_TOKEN)")
     args = parser.parse_args(argv)
     request = build_request(args.sources, args.post_id or uuid.uuid4().hex)
-    with grpc.insecure_channel(args.target, options=channel_options()) as channel:
+    metadata = [("authorization", f"Bearer {args.token}")] if args.token else None
+    with open_channel(args.target, args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name) as channel:
         try:
-            response = pb_grpc.ModerationStub(channel).Classify(request, timeout=args.timeout)
+            response = pb_grpc.ModerationStub(channel).Classify(request, timeout=args.timeout, metadata=metadata)
         except grpc.RpcError as exc:
             print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1

@@ -30,6 +30,15 @@ class ServerConfig:
     max_message_bytes: int = 64 * 1024 * 1024
     max_concurrent_calls: int = 64  # beyond it: RESOURCE_EXHAUSTED, no unbounded queue
     default_deadline_s: float = 30.0  # applied when the caller sets no deadline
+    # TLS for the API port: certificate chain and key files (PEM). With tls_client_ca as well,
+    # clients must present a certificate signed by that CA (mutual TLS).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # A file of accepted bearer tokens, one per line; when set, every Classify / Predict / audit
+    # call needs `authorization: Bearer <token>` metadata. Health and reflection stay open so
+    # load balancers and probes work without credentials.
+    auth_tokens_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,12 +87,31 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class AuditConfig:
-    url: str = "sqlite:///var/audit.sqlite3"
+    url: str = "sqlite:///var/audit.sqlite3"  # or postgresql://user@host:5432/db[?schema=name]
     sample_rate: float = 0.01  # share of PASS decisions recorded for a human audit
+    # Per class of the top score, overriding sample_rate: "ham=0.01,personal_info=0.05".
+    class_sample_rates: str = ""
     sample_salt: str = ""
+    # A PASS whose top score lies in [min, max) is made REVIEW and recorded; max <= min: off.
+    low_confidence_min: float = 0.0
+    low_confidence_max: float = 0.0
     queue_size: int = 10_000
     flush_interval_s: float = 0.5
     batch_size: int = 500
+    # Where batches go while the store is down; "": beside the SQLite file, or
+    # var/audit-spill.jsonl for PostgreSQL.
+    spill_path: str = ""
+    write_timeout_s: float = 10.0  # per store statement; a slower one counts as a failure and spills
+    retry_initial_s: float = 0.5  # store retry backoff while spilling, doubling up to retry_max_s
+    retry_max_s: float = 30.0
+    drift_interval_s: float = 60.0  # how often drift gauges are recomputed from the store; 0 = never
+    drift_windows: tuple[str, ...] = ("1h", "1d", "7d")
+    drift_min_records: int = 100  # fewer records in a window: no PSI/mix gauges for it
+    drift_max_records: int = 200_000  # newest records read per computation
+    review_lease_s: float = 600.0  # NextForReview lease when the request names none
+    review_max_lease_s: float = 3600.0
+    review_max_items: int = 200  # per NextForReview call
+    max_verdicts_per_call: int = 1000
 
 
 @dataclass(frozen=True)

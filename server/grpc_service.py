@@ -12,6 +12,7 @@ from moderation_api.v1 import moderation_pb2 as pb
 from moderation_api.v1 import moderation_pb2_grpc as pb_grpc
 from server.core import ModerationCore
 from server.errors import (
+    AuditStoreUnavailable,
     DeadlineExceeded,
     InvalidRequest,
     ModelUnavailable,
@@ -21,6 +22,7 @@ from server.errors import (
     Unauthenticated,
 )
 from server.metrics import Metrics
+from server.security import token_accepted
 from server.types import ClassifyCall, ClassifyResult, ImageInput
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ STATUS_FOR: dict[type[ModerationError], grpc.StatusCode] = {
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     NotFound: grpc.StatusCode.NOT_FOUND,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    AuditStoreUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -47,11 +50,13 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    """Maps the core's typed exceptions to status codes and counts calls by code, for every
-    unary-unary method, so servicers stay free of try/except boilerplate."""
+    """For every unary-unary method of our APIs: checks the bearer token when tokens are
+    configured, maps the core's typed exceptions to status codes and counts calls by code, so
+    servicers stay free of try/except boilerplate."""
 
-    def __init__(self, metrics: Metrics):
+    def __init__(self, metrics: Metrics, tokens: frozenset[bytes] | None = None):
         self._metrics = metrics
+        self._tokens = tokens
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -60,11 +65,14 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             return handler
         behaviour = handler.unary_unary
         metrics = self._metrics
+        tokens = self._tokens
 
         async def wrapped(request, context: grpc.aio.ServicerContext):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                if tokens is not None and not token_accepted(context.invocation_metadata(), tokens):
+                    raise Unauthenticated("missing or unknown bearer token (metadata `authorization: Bearer ...`)")
                 return await behaviour(request, context)
             except ModerationError as exc:
                 code = status_for(exc)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-
-from server.app import Service, run_until_signalled
-from server.config import add_arguments, build_config
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Imports live here, not at module level: worker processes are spawned with this module as
+    # their __main__ and re-import it, and they need none of gRPC, asyncio or aiohttp.
+    import asyncio
+    import logging
+
+    from server.app import Service, run_until_signalled
+    from server.config import add_arguments, build_config
+
     parser = argparse.ArgumentParser(prog="python -m server.main", description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_arguments(parser)

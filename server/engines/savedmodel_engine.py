@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+
+
+def import_tensorflow(threads: int):
+    import tensorflow as tf
+
+    if threads:
+        # Raises once TF has initialised its runtime (a second model in this process): keep
+        # the first setting then.
+        with contextlib.suppress(RuntimeError):
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+    return tf
 
 
 class SavedModelEngine:
     name = "savedmodel"
 
     def __init__(self, path: str, threads: int = 0):
-        import tensorflow as tf
-
-        if threads:
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(1)
-            except RuntimeError:
-                pass  # TF was already initialised by an earlier load in this process
-        self._tf = tf
-        self._loaded = tf.saved_model.load(path)
+        self._tf = import_tensorflow(threads)
+        self._loaded = self._tf.saved_model.load(path)
         self._fn = self._loaded.signatures["serving_default"]
 
     def predict(self, images: np.ndarray) -> np.ndarray:
