@@ -5,9 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MODELS ?= models
 MODEL_NAME ?= moderation
-DEBIAN_PACKAGES := fonts-dejavu-core fonts-noto-cjk mate-backgrounds
-PROTO := proto/moderation_api/v1/moderation.proto proto/tfserving_api/tensor.proto proto/tfserving_api/predict.proto
-GENERATED := moderation_api/v1/moderation_pb2.py moderation_api/v1/moderation_pb2_grpc.py tfserving_api/predict_pb2_grpc.py
+DEBIAN_PACKAGES := fonts-dejavu-core fonts-noto-cjk mate-backgrounds prometheus
+PROTO := proto/moderation_api/v1/moderation.proto proto/moderation_api/v1/audit.proto proto/tfserving_api/tensor.proto proto/tfserving_api/predict.proto
+GENERATED := moderation_api/v1/moderation_pb2.py moderation_api/v1/moderation_pb2_grpc.py moderation_api/v1/audit_pb2_grpc.py tfserving_api/predict_pb2_grpc.py
 
 .PHONY: run setup system-deps venv proto model test lint serve clean help
 
@@ -22,7 +22,8 @@ run: setup model
 
 setup: system-deps venv proto
 
-# Debian packages the demo data generator needs (fonts for English and Japanese text, photos).
+# Debian packages the demo data generator needs (fonts for English and Japanese text, photos),
+# and prometheus (promtool and the server) for the alert-rule and scrape tests.
 system-deps:
 	@if dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then echo "debian packages: present"; else \
 	  echo "debian packages: installing $(DEBIAN_PACKAGES)"; \

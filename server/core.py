@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from model.repository import SIGNATURE_NAME
+from server.audit.policy import AuditPolicy
 from server.audit.records import AuditReason, AuditRecord
 from server.audit.writer import AuditWriter
 from server.config import Config
@@ -21,7 +22,6 @@ from server.fetch import Fetcher
 from server.inference import ItemResult
 from server.metrics import Metrics
 from server.model_manager import LoadedModel, ModelManager
-from server.sampling import is_sampled
 from server.types import ClassifyCall, ClassifyResult, Decision, ImageInput, ImageOutcome
 from server.validate import validate_call
 
@@ -37,6 +37,7 @@ class ModerationCore:
         self.audit = audit
         self.metrics = metrics
         self.on_error = Decision[config.policy.on_error.upper()]
+        self.audit_policy = AuditPolicy(config.audit)
         self._inflight = 0
 
     async def classify(self, call: ClassifyCall, time_remaining: float | None = None) -> ClassifyResult:
@@ -82,10 +83,10 @@ class ModerationCore:
         row = result.scores
         outcome.scores = {name: float(row[i]) for i, name in enumerate(names)}
         outcome.top_class = names[int(np.argmax(row))]
-        outcome.decision = model.policy.decide(outcome.scores)
-        if outcome.decision == Decision.PASS:
-            outcome.audit_sampled = is_sampled(outcome.content_sha256, self.config.audit.sample_rate,
-                                               self.config.audit.sample_salt)
+        choice = self.audit_policy.choose(model.policy.decide(outcome.scores), outcome.scores, outcome.top_class,
+                                          outcome.content_sha256)
+        outcome.decision, outcome.audit_sampled = choice.decision, choice.sampled
+        outcome.audit_reason = choice.reason.value if choice.reason else ""
         return outcome
 
     async def predict_tensors(self, model_name: str, version: int | None, signature: str,
@@ -133,16 +134,12 @@ class ModerationCore:
             return
         now = time.time()
         for outcome in outcomes:
-            if outcome.error is not None:
+            if outcome.error is not None or not outcome.audit_reason:
                 continue
-            if outcome.decision != Decision.PASS:
-                reason = AuditReason.FLAGGED
-            elif outcome.audit_sampled:
-                reason = AuditReason.SAMPLED
-            else:
-                continue
+            reason = AuditReason(outcome.audit_reason)
             self.audit.submit(AuditRecord(
                 request_id=request_id, post_id=call.post_id, image_id=outcome.id, url=outcome.url,
                 content_sha256=outcome.content_sha256, scores=outcome.scores, top_class=outcome.top_class,
                 decision=outcome.decision.name, reason=reason, model_name=model.metadata.name,
-                model_version=model.version, created_at=now))
+                model_version=model.version, created_at=now,
+                sample_weight=self.audit_policy.sample_weight(reason, outcome.top_class)))

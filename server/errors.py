@@ -57,3 +57,7 @@ class NotFound(ModerationError):
 
 class Unauthenticated(ModerationError):
     """Missing or wrong credentials."""
+
+
+class AuditStoreUnavailable(ModerationError):
+    """The audit database cannot be reached or failed; the caller may retry later."""

@@ -114,7 +114,10 @@ class _Worker:
     def wait_ready(self, timeout: float) -> str:
         if not self.conn.poll(timeout):
             raise TimeoutError(f"worker did not load its model within {timeout:.0f}s")
-        kind, detail = self.conn.recv()
+        try:
+            kind, detail = self.conn.recv()
+        except EOFError:
+            raise RuntimeError(f"worker exited during start-up (exit code {self.process.exitcode})") from None
         if kind != "ready":
             raise RuntimeError(f"worker failed to load the model: {detail}")
         return detail

@@ -39,6 +39,7 @@ class ImageOutcome:
     audit_sampled: bool = False
     content_sha256: str = ""
     url: str = ""
+    audit_reason: str = ""  # why it goes to human review (an AuditReason value); "": it does not
 
 
 @dataclass

@@ -1,0 +1,5 @@
+import sys
+
+from loadtest.scenarios import main
+
+sys.exit(main())
