@@ -1,0 +1,240 @@
+"""The exported-model contract shared by training (which writes versions) and the server
+(which polls for and loads them).
+
+Layout, as TensorFlow Serving expects it::
+
+    <repo_root>/<name>/<version>/          version: positive integer, no leading zeros
+        saved_model.pb, variables/          SavedModel; signature `serving_default`:
+                                            images: uint8 [None, None, None, 3]
+                                            -> scores: float32 [None, num_classes]
+        model.onnx                          same computation; input fixed at input_size
+        metadata.json                       ModelMetadata
+
+A version directory only ever appears complete: it is built under a `.tmp-*` name in the same
+parent directory and renamed into place, and readers ignore dot-directories. This module does
+not import TensorFlow so that the server's directory polling stays cheap."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+METADATA_FILE = "metadata.json"
+ONNX_FILE = "model.onnx"
+SIGNATURE_NAME = "serving_default"
+INPUT_NAME = "images"
+OUTPUT_NAME = "scores"
+TEMP_PREFIX = ".tmp-"
+# Bumped when a reader of an older layout would misread a newer one.
+FORMAT_VERSION = 1
+
+THRESHOLD_KINDS = ("review", "block")
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a version says about itself; the server's policy reads its thresholds from here.
+
+    `thresholds[cls]` holds `review` and `block` for every class except `benign_class`; an
+    image is flagged for a class when its score is >= the threshold. `score_baseline` holds
+    the per-class score histograms on held-out data that drift monitoring compares live
+    traffic against (server/audit/drift.py), in this format::
+
+        {"bin_edges": [0.0, 0.1, ..., 1.0],      # ascending edges shared by every class
+         "histograms": {"ham": [...], ...},       # per class: len(bin_edges) - 1 counts or shares
+                                                  # of that class's score (any scale: normalised)
+         "examples": 1200,                        # optional: how many images
+         "decision_mix": {"PASS": 0.9, "REVIEW": 0.07, "BLOCK": 0.03},  # optional: shares of
+                                                  # the decisions this version's thresholds give
+         "class_mix": {"ham": 0.85, ...}}         # optional: shares of each top class
+
+    (`bins` and `classes` are read as aliases of `bin_edges` and `histograms`.) PSI compares
+    distributions, so the baseline should come from data with the production class mix; a
+    balanced held-out set makes every class's PSI high from day one. Empty: no drift figures
+    but the miss rate."""
+
+    name: str
+    version: int
+    class_names: tuple[str, ...]
+    input_size: int
+    head: str
+    benign_class: str
+    thresholds: dict[str, dict[str, float]]
+    created_at: str
+    training: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    engines: dict[str, Any] = field(default_factory=dict)
+    score_baseline: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; a tuple keeps the frozen object's class order immutable.
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        self.validate()
+
+    def validate(self) -> None:
+        if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"class_names must be at least two distinct names: {self.class_names}")
+        if self.benign_class not in self.class_names:
+            raise ValueError(f"benign_class {self.benign_class!r} is not one of {self.class_names}")
+        if self.version < 0:
+            raise ValueError(f"version must not be negative: {self.version}")
+        if self.input_size <= 0:
+            raise ValueError(f"input_size must be positive: {self.input_size}")
+        if self.format_version > FORMAT_VERSION:
+            raise ValueError(f"metadata format {self.format_version} is newer than {FORMAT_VERSION}")
+        expected = set(self.flagged_classes)
+        if set(self.thresholds) != expected:
+            raise ValueError(f"thresholds must cover exactly {sorted(expected)}, got {sorted(self.thresholds)}")
+        for cls, levels in self.thresholds.items():
+            if set(levels) != set(THRESHOLD_KINDS):
+                raise ValueError(f"thresholds[{cls!r}] must have exactly {THRESHOLD_KINDS}: {levels}")
+            review, block = levels["review"], levels["block"]
+            if not (0.0 < review <= block <= 1.0):
+                raise ValueError(f"thresholds[{cls!r}] need 0 < review <= block <= 1: {levels}")
+
+    @property
+    def flagged_classes(self) -> tuple[str, ...]:
+        """The classes that carry thresholds: every class but the benign one, in model order."""
+        return tuple(c for c in self.class_names if c != self.benign_class)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["class_names"] = list(self.class_names)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelMetadata:
+        known = set(cls.__dataclass_fields__)
+        # Unknown keys are dropped rather than rejected so that an older server can still load
+        # a version written by newer training code that only added fields.
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["thresholds"] = {
+            c: {k: float(v) for k, v in levels.items()} for c, levels in data["thresholds"].items()
+        }
+        return cls(**kwargs)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMetadata:
+        return cls.from_dict(json.loads(text))
+
+
+def load_metadata(version_dir: str | os.PathLike[str]) -> ModelMetadata:
+    """Reads and validates `<version_dir>/metadata.json`. Raises OSError or ValueError."""
+    return ModelMetadata.from_json((Path(version_dir) / METADATA_FILE).read_text(encoding="utf-8"))
+
+
+def saved_model_dir(version_dir: str | os.PathLike[str]) -> Path:
+    """The directory to hand to `tf.saved_model.load` (the version directory itself)."""
+    return Path(version_dir)
+
+
+def onnx_path(version_dir: str | os.PathLike[str]) -> Path:
+    return Path(version_dir) / ONNX_FILE
+
+
+def model_dir(repo_root: str | os.PathLike[str], name: str) -> Path:
+    return Path(repo_root) / name
+
+
+def _parse_version(dirname: str) -> int | None:
+    # Only canonical positive integers: "007" and "+7" would alias "7" in TF Serving's eyes.
+    if not dirname.isdigit() or dirname.startswith("0"):
+        return None
+    return int(dirname)
+
+
+def list_versions(repo_root: str | os.PathLike[str], name: str) -> list[int]:
+    """Complete versions of model `name`, ascending. A missing repository lists as empty."""
+    root = model_dir(repo_root, name)
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return []
+    versions = []
+    for entry in entries:
+        version = _parse_version(entry.name)
+        if version is None or not entry.is_dir():
+            continue
+        if (Path(entry.path) / METADATA_FILE).is_file():
+            versions.append(version)
+    return sorted(versions)
+
+
+def version_dir(repo_root: str | os.PathLike[str], name: str, version: int) -> Path:
+    return model_dir(repo_root, name) / str(version)
+
+
+def latest_version_dir(repo_root: str | os.PathLike[str], name: str) -> Path | None:
+    versions = list_versions(repo_root, name)
+    return version_dir(repo_root, name, versions[-1]) if versions else None
+
+
+def _next_version(root: Path) -> int:
+    # Counts integer directories even without metadata.json so a version being copied in by
+    # hand (or left broken) is never overwritten.
+    taken = [v for v in (_parse_version(e.name) for e in os.scandir(root)) if v is not None]
+    return max(taken, default=0) + 1
+
+
+def publish_version(
+    repo_root: str | os.PathLike[str],
+    name: str,
+    build_fn: Callable[[Path, int], None],
+) -> Path:
+    """Builds a new version and makes it visible in one rename.
+
+    `build_fn(tmp_dir, version)` writes the version's files into `tmp_dir`, a fresh directory
+    on the same filesystem; `version` is the number it will be published as, for its metadata.
+    Returns the published version directory. If `build_fn` raises, nothing is published and
+    the temporary directory is removed. Raises FileExistsError if another publisher took the
+    same version number meanwhile."""
+    root = model_dir(repo_root, name)
+    root.mkdir(parents=True, exist_ok=True)
+    version = _next_version(root)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{version}-", dir=root))
+    try:
+        build_fn(tmp_dir, version)
+        _fsync_tree(tmp_dir)
+        final = root / str(version)
+        # os.rename silently replaces an existing empty directory, such as one an operator
+        # has just made to copy a version into by hand.
+        if final.exists():
+            raise FileExistsError(f"version {version} of {name!r} appeared while publishing")
+        os.rename(tmp_dir, final)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    _fsync_dir(root)
+    return final
+
+
+def _fsync_tree(top: Path) -> None:
+    # Without this a crash shortly after the rename could leave a listed version whose files
+    # are empty, which the rename was meant to rule out.
+    for dirpath, _dirnames, filenames in os.walk(top):
+        for filename in filenames:
+            with open(os.path.join(dirpath, filename), "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
