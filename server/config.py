@@ -71,7 +71,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class BatchConfig:
-    max_batch_size: int = 32
+    max_batch_size: int = 8  # per runner slot: one worker; larger batches only cost memory (bench)
     max_queue_delay_ms: float = 2.0
     max_queued_images: int = 512  # beyond it: RESOURCE_EXHAUSTED
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -35,3 +38,16 @@ def model_repo(tmp_path):
     repo = tmp_path / "models"
     publish_fake_version(repo)
     return repo
+
+
+@pytest.fixture(scope="session")
+def real_model(tmp_path_factory) -> tuple[Path, Path]:
+    """A real model, built once per test session by the project's own training code (its smoke
+    variant: the same network, data generator, export and metadata as `make model`, on fewer
+    images and one epoch). Returns (model repository, demo data's labels.csv)."""
+    root = tmp_path_factory.mktemp("real-model")
+    out = subprocess.run([sys.executable, "-m", "training.train_demo", "--models", str(root / "models"),
+                          "--name", "moderation", "--smoke", "--data-dir", str(root / "data")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return root / "models", root / "data" / "labels.csv"
