@@ -3,10 +3,15 @@ real engine), a real HTTP image host and a real SQLite audit file."""
 
 from __future__ import annotations
 
+import base64
+import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import grpc
 import pytest
@@ -277,3 +282,20 @@ def test_metrics_endpoint(model_repo, tmp_path):
                    'moderation_model_info{engine="onnx",name="moderation",version="1"} 1.0',
                    "moderation_batch_size_bucket", "moderation_inline_bytes_total"):
         assert series in body, series
+
+
+def test_grpcurl_lists_services_and_calls_classify_through_reflection(server):
+    grpcurl = str(Path(sys.executable).parent / "grpcurl")
+    listed = subprocess.run([grpcurl, "-plaintext", server.target, "list"], capture_output=True, text=True,
+                            timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert {"moderation.v1.Moderation", "grpc.health.v1.Health", "tensorflow.serving.PredictionService"} <= set(
+        listed.stdout.split())
+    content = base64.b64encode(encode(RED, fmt="PNG")).decode()
+    called = subprocess.run([grpcurl, "-plaintext", "-d", json.dumps({"postId": "p", "images": [
+        {"id": "a", "content": content}]}), server.target, "moderation.v1.Moderation/Classify"],
+        capture_output=True, text=True, timeout=30)
+    assert called.returncode == 0, called.stderr
+    answer = json.loads(called.stdout)
+    # grpcurl 1.8 prints the proto field names.
+    assert answer["results"][0]["top_class"] == "sexual" and answer["post_decision"] == "DECISION_BLOCK"
