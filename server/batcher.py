@@ -30,6 +30,7 @@ class Batcher:
         self._config = config
         self._metrics = metrics
         self._slots = asyncio.Semaphore(slots)
+        self._idle_slots = slots
         self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="batch")
         self._pending: list[tuple[Any, asyncio.Future, float]] = []
         self._arrived = asyncio.Event()
@@ -75,6 +76,7 @@ class Batcher:
                 await self._arrived.wait()
                 continue
             await self._slots.acquire()
+            self._idle_slots -= 1
             # A slot is free: give the oldest image a short while to gather company.
             first_at = self._pending[0][2]
             while len(self._pending) < self._config.max_batch_size and not self._closing:
@@ -86,12 +88,16 @@ class Batcher:
                     await asyncio.wait_for(self._arrived.wait(), left)
                 except TimeoutError:
                     break
-            batch = self._pending[: self._config.max_batch_size]
+            # Share what is waiting among the idle slots (this one included), so one post's
+            # images are scored side by side at low load; under load no slot is idle and
+            # batches fill up to max_batch_size.
+            share = -(-len(self._pending) // (self._idle_slots + 1))
+            batch = self._pending[: min(self._config.max_batch_size, share)]
             del self._pending[: len(batch)]
             self._metrics.queued_images.dec(len(batch))
             live = [item for item in batch if not item[1].done()]  # callers that gave up are skipped
             if not live:
-                self._slots.release()
+                self._release_slot()
                 continue
             task = asyncio.get_running_loop().create_task(self._run_batch(live))
             self._running.add(task)
@@ -120,4 +126,8 @@ class Batcher:
                 else:
                     future.set_result(result)
         finally:
-            self._slots.release()
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        self._idle_slots += 1
+        self._slots.release()

@@ -151,3 +151,19 @@ def test_slots_run_batches_side_by_side_and_per_item_errors_stay_per_item():
     assert most_inside == 2
     assert isinstance(results[13], ImageError) and results[13].code == ImageErrorCode.CORRUPT
     assert [r for i, r in enumerate(results) if i != 13] == [v * 2 for v in range(40) if v != 13]
+
+
+def test_a_posts_images_are_shared_among_idle_slots():
+    batches: list[int] = []
+
+    def run(items):
+        batches.append(len(items))
+        time.sleep(0.05)
+        return list(items)
+
+    async def body(batcher):
+        return await asyncio.gather(*(batcher.submit(v) for v in range(4)))
+
+    results = asyncio.run(with_batcher(run, BatchConfig(max_batch_size=8, max_queue_delay_ms=20), body, slots=2))
+    assert results == [0, 1, 2, 3]
+    assert sorted(batches) == [2, 2]
