@@ -9,13 +9,17 @@ DEBIAN_PACKAGES := fonts-dejavu-core fonts-noto-cjk mate-backgrounds prometheus
 PROTO := proto/moderation_api/v1/moderation.proto proto/moderation_api/v1/audit.proto proto/tfserving_api/tensor.proto proto/tfserving_api/predict.proto
 GENERATED := moderation_api/v1/moderation_pb2.py moderation_api/v1/moderation_pb2_grpc.py moderation_api/v1/audit_pb2_grpc.py tfserving_api/predict_pb2_grpc.py
 
-.PHONY: run setup system-deps venv proto model test lint serve clean help
+.PHONY: run setup system-deps venv proto model test lint bench clean help cluster cluster-down chaos
 
 help:
 	@echo "make run    - set everything up (Debian packages, venv, protobuf code, demo model) and serve on 127.0.0.1:50051"
 	@echo "make test   - lint and run the test suite"
 	@echo "make model  - train and export the demo model if models/$(MODEL_NAME)/ has no version"
+	@echo "make bench  - measure serving speed (engine, CPU floor, server) and update the README"
 	@echo "make proto  - generate the Python protobuf/gRPC code from $(PROTO)"
+	@echo "make cluster      - 3 replicas behind Envoy with a private PostgreSQL audit store, on loopback (no Docker)"
+	@echo "make cluster-down - stop exactly what make cluster started"
+	@echo "make chaos  - kill / rolling restart / model rollout / scale-out under load; figures in var/chaos/"
 
 run: setup model
 	$(PY) -m server.main --model-repository $(MODELS) --model-name $(MODEL_NAME) $(ARGS)
@@ -28,6 +32,10 @@ system-deps:
 	@if dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then echo "debian packages: present"; else \
 	  echo "debian packages: installing $(DEBIAN_PACKAGES)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEBIAN_PACKAGES); fi
+	@# kubectl renders the Kubernetes manifests in tests/test_deploy.py. Any kubectl will do, and one
+	@# from another source may already own /usr/bin/kubectl, so Debian's is only the fallback.
+	@command -v kubectl >/dev/null || { echo "kubectl: installing kubernetes-client"; apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubernetes-client; }
 
 venv: $(VENV)/.installed
 
@@ -53,6 +61,21 @@ lint: venv
 
 test: setup lint
 	$(VENV)/bin/pytest -q tests
+
+# Serving speed, side by side in one run; writes var/bench/ and the README's table.
+bench: model
+	$(PY) -m loadtest.bench --models $(MODELS) --name $(MODEL_NAME)
+
+# CLUSTER_ARGS: e.g. --replicas 2, --audit-url sqlite, or server flags after `--`.
+cluster: setup model
+	$(PY) -m loadtest.cluster up --models $(MODELS) --model-name $(MODEL_NAME) $(CLUSTER_ARGS)
+
+cluster-down:
+	$(PY) -m loadtest.cluster down
+
+chaos: setup model
+	for scenario in kill rolling rollout scaleout; do \
+	  $(PY) -m loadtest.chaos $$scenario --models $(MODELS) --model-name $(MODEL_NAME) $(CHAOS_ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) moderation_api .pytest_cache .ruff_cache
