@@ -49,7 +49,13 @@ def filter_from_proto(flt: apb.ReviewFilter) -> ReviewFilter:
         raise InvalidRequest("filter.decisions: DECISION_UNSPECIFIED is not a decision")
     return ReviewFilter(reasons=reasons, top_classes=tuple(flt.top_classes),
                         decisions=tuple(pb.Decision.Name(d).removeprefix("DECISION_") for d in flt.decisions),
-                        model_name=flt.model_name, model_versions=tuple(flt.model_versions))
+                        model_name=flt.model_name, model_versions=tuple(flt.model_versions),
+                        post_ids=tuple(flt.post_ids), exclude_record_ids=tuple(flt.exclude_record_ids),
+                        created_after=_epoch(flt, "created_after"), created_before=_epoch(flt, "created_before"))
+
+
+def _epoch(message, name: str) -> float | None:
+    return getattr(message, name).ToNanoseconds() / 1e9 if message.HasField(name) else None
 
 
 def item_to_proto(record: StoredRecord) -> apb.AuditItem:
@@ -62,6 +68,11 @@ def item_to_proto(record: StoredRecord) -> apb.AuditItem:
     item.scores.update(record.scores)
     if record.lease_expires_at is not None:
         item.lease_expires_at.CopyFrom(_timestamp(record.lease_expires_at))
+        item.lease_owner = record.lease_owner or ""
+    if record.verdict_at is not None:
+        item.verdict_label = record.verdict_label or ""
+        item.verdict_operator = record.verdict_operator or ""
+        item.verdict_at.CopyFrom(_timestamp(record.verdict_at))
     return item
 
 
@@ -87,3 +98,20 @@ class AuditServicer(apb_grpc.AuditServicer):
                             context: grpc.aio.ServicerContext) -> apb.ReleaseReviewResponse:
         released = await asyncio.to_thread(self._service.release, request.reviewer_id, list(request.record_ids))
         return apb.ReleaseReviewResponse(released=released)
+
+    async def GetPost(self, request: apb.GetPostRequest, context: grpc.aio.ServicerContext) -> apb.GetPostResponse:
+        records = await asyncio.to_thread(self._service.post, request.post_id)
+        return apb.GetPostResponse(items=[item_to_proto(r) for r in records])
+
+    async def ReviewStats(self, request: apb.ReviewStatsRequest,
+                          context: grpc.aio.ServicerContext) -> apb.ReviewStatsResponse:
+        stats = await asyncio.to_thread(self._service.stats, request.operator_id, _epoch(request, "since"),
+                                        filter_from_proto(request.filter))
+        return apb.ReviewStatsResponse(judged_by_operator=stats.judged_by_operator, judged=stats.judged,
+                                       pending=stats.pending)
+
+    async def RetractVerdicts(self, request: apb.RetractVerdictsRequest,
+                              context: grpc.aio.ServicerContext) -> apb.RetractVerdictsResponse:
+        retracted = await asyncio.to_thread(self._service.retract, request.operator_id, list(request.record_ids),
+                                            float(request.lease_seconds))
+        return apb.RetractVerdictsResponse(record_ids=retracted)

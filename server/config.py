@@ -14,7 +14,21 @@ import typing
 from dataclasses import dataclass, field
 
 from server.decode import DecodeConfig
-from server.fetch import FetchConfig
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    timeout_s: float = 5.0
+    connect_timeout_s: float = 2.0
+    # Counted on the decoded body: a gzip/deflate response must not expand past it.
+    max_bytes: int = 10 * 1024 * 1024
+    max_redirects: int = 3
+    max_connections: int = 100
+    max_connections_per_host: int = 16
+    # CIDRs ("127.0.0.0/8") allow any port on those addresses; host:port entries
+    # ("127.0.0.1:8080", "images.internal:443", "[::1]:8080") allow exactly that port.
+    allow: tuple[str, ...] = ()
+    user_agent: str = "moderation-service/0.1"
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,9 @@ class ModelConfig:
     tfserving_target: str = ""  # host:port of a TensorFlow Serving PredictionService, for engine=tfserving
     tfserving_model: str = ""  # model name there; default: this model's name
     poll_interval_s: float = 5.0  # how often models/<name>/ is checked for a new version; 0 = never
+    # A new version is loaded after a random delay up to this, so replicas sharing a repository
+    # do not all spend CPU on loading it at the same moment.
+    rollout_jitter_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +132,34 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class ReviewConfig:
+    """The operators' review tool (`python -m server.review`), a web app and a client of the
+    Audit API; it fetches images with the fetch and decode sections' limits and allow-list."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The moderation service's gRPC address; TLS as in server/client.py (ca "system": system roots).
+    target: str = "127.0.0.1:50051"
+    target_ca: str = ""
+    target_cert: str = ""
+    target_key: str = ""
+    target_token_file: str = ""  # first line: the bearer token, when the service requires one
+    # The operators' shared login token. A flag shows in `ps`: prefer token_file or the
+    # environment. Neither set: a random token is made at start and logged.
+    token: str = ""
+    token_file: str = ""
+    session_idle_s: float = 8 * 3600.0
+    cookie_secure: bool = False  # mark the session cookie Secure (behind an HTTPS proxy)
+    batch_size: int = 20  # records leased per queue fetch
+    lease_s: float = 900.0
+    # dHash bits two images may differ in and still count as near-duplicates (0..64); -1: only
+    # byte-identical images are grouped.
+    duplicate_distance: int = 6
+    image_cache_items: int = 1024  # re-encoded images kept in memory
+    max_image_side: int = 1024  # served images are scaled down to this
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -124,6 +169,7 @@ class Config:
     batch: BatchConfig = field(default_factory=BatchConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
     log_level: str = "INFO"
 
 

@@ -12,13 +12,13 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import hdrs
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from server.config import FetchConfig
 from server.errors import ImageError, ImageErrorCode
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -26,21 +26,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ALLOWED_SCHEMES = ("http", "https")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-
-
-@dataclass(frozen=True)
-class FetchConfig:
-    timeout_s: float = 5.0
-    connect_timeout_s: float = 2.0
-    # Counted on the decoded body: a gzip/deflate response must not expand past it.
-    max_bytes: int = 10 * 1024 * 1024
-    max_redirects: int = 3
-    max_connections: int = 100
-    max_connections_per_host: int = 16
-    # CIDRs ("127.0.0.0/8") allow any port on those addresses; host:port entries
-    # ("127.0.0.1:8080", "images.internal:443", "[::1]:8080") allow exactly that port.
-    allow: tuple[str, ...] = ()
-    user_agent: str = "moderation-service/0.1"
 
 
 # --- the address classifier -------------------------------------------------------------------

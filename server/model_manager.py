@@ -4,18 +4,20 @@ Each loaded version owns its runner and batcher, so every image of a call is sco
 version the call started with and the response names that version. A new version is loaded
 and warmed beside the old one; the swap is one assignment; the old version's queue drains
 before its workers stop, so a rollout fails no call. A version that fails to load is never
-switched to, and moderation_model_loads_total{result="failed"} counts it."""
+switched to, and moderation_model_loads_total{result="failed"} counts it; at start-up the newest
+version that loads is served."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.repository import ModelMetadata, latest_version_dir, load_metadata
+from model.repository import ModelMetadata, list_versions, load_metadata, version_dir
 from server.batcher import Batcher
 from server.config import BatchConfig, ModelConfig, PolicyConfig
 from server.decode import DecodeConfig
@@ -54,7 +56,7 @@ class ModelManager:
         self._metrics = metrics
         self._on_loaded = on_loaded
         self.current: LoadedModel | None = None
-        self._failed: Path | None = None  # a broken version is reported once, not at every poll
+        self._failed: set[Path] = set()  # a broken version is reported once, not at every poll
         self._poller: asyncio.Task | None = None
         self._lock = asyncio.Lock()
 
@@ -69,42 +71,60 @@ class ModelManager:
         runner = make_runner(RunnerSpec(str(path), self._config, self._decode, self._batch.max_batch_size))
         return metadata, runner, policy
 
+    def _candidates(self) -> list[Path]:
+        """Versions worth trying, newest first. At start-up every version qualifies, so a broken
+        newest version does not keep the server from serving the last good one; once serving,
+        only a version newer than the current one does."""
+        root = Path(self._config.repository)
+        versions = [version_dir(root, self._config.name, v) for v in reversed(list_versions(root, self._config.name))]
+        versions = [v for v in versions if v not in self._failed]
+        if self.current is None:
+            return versions
+        newer = [v for v in versions if int(v.name) > self.current.metadata.version]
+        return newer[:1]
+
     async def load_latest(self) -> bool:
-        """Loads the newest version if it is newer than the one in service. True if swapped."""
+        """Loads the newest loadable version if it is newer than the one in service. True if swapped."""
         async with self._lock:
-            path = latest_version_dir(Path(self._config.repository), self._config.name)
-            if path is None:
+            candidates = self._candidates()
+            if not candidates:
                 if self.current is None:
-                    raise ModelUnavailable(f"no model version under {self._config.repository}/{self._config.name}/")
+                    raise ModelUnavailable(f"no loadable model version under {self._config.repository}/"
+                                           f"{self._config.name}/")
                 return False
-            if (self.current is not None and path == self.current.path) or path == self._failed:
-                return False
-            started = time.perf_counter()
-            try:
-                metadata, runner, policy = await asyncio.to_thread(self._build, path)
-            except Exception as exc:
-                self._failed = path
-                self._metrics.model_loads.labels("failed").inc()
-                log.error("model %s failed to load, keeping %s: %s", path,
-                          self.current.path if self.current else "none", exc)
-                if self.current is None:
-                    raise ModelUnavailable(f"model {path} failed to load: {exc}") from exc
-                return False
-            batcher = Batcher(runner.run, self._batch, self._metrics, slots=runner.slots)
-            batcher.start()
-            old, self.current = self.current, LoadedModel(metadata, runner, policy, batcher, path)
-            self._metrics.model_loads.labels("ok").inc()
-            self._metrics.model_info.clear()
-            self._metrics.model_info.labels(metadata.name, str(metadata.version), runner.engine_name).set(1)
-            log.info("model %s version %s loaded and warmed in %.2fs (engine %s, %s runner x%d, classes %s)",
-                     metadata.name, metadata.version, time.perf_counter() - started, runner.engine_name,
-                     self._config.runner, runner.slots, ",".join(metadata.class_names))
-            if self._on_loaded is not None:
-                await self._on_loaded(self.current)
-            if old is not None:
-                await old.batcher.close()
-                await asyncio.to_thread(old.runner.close)
-            return True
+            for path in candidates:
+                started = time.perf_counter()
+                try:
+                    metadata, runner, policy = await asyncio.to_thread(self._build, path)
+                except Exception as exc:
+                    self._failed.add(path)
+                    self._metrics.model_loads.labels("failed").inc()
+                    log.error("model %s failed to load, keeping %s: %s", path,
+                              self.current.path if self.current else "none", exc)
+                    continue
+                await self._swap(LoadedModel(metadata, runner, policy, Batcher(
+                    runner.run, self._batch, self._metrics, slots=runner.slots), path), started)
+                return True
+            if self.current is None:
+                raise ModelUnavailable(f"no version under {self._config.repository}/{self._config.name}/ loads; "
+                                       "see the log")
+            return False
+
+    async def _swap(self, new: LoadedModel, started: float) -> None:
+        new.batcher.start()
+        old, self.current = self.current, new
+        metadata, runner = new.metadata, new.runner
+        self._metrics.model_loads.labels("ok").inc()
+        self._metrics.model_info.clear()
+        self._metrics.model_info.labels(metadata.name, str(metadata.version), runner.engine_name).set(1)
+        log.info("model %s version %s loaded and warmed in %.2fs (engine %s, %s runner x%d, classes %s)",
+                 metadata.name, metadata.version, time.perf_counter() - started, runner.engine_name,
+                 self._config.runner, runner.slots, ",".join(metadata.class_names))
+        if self._on_loaded is not None:
+            await self._on_loaded(new)
+        if old is not None:
+            await old.batcher.close()
+            await asyncio.to_thread(old.runner.close)
 
     def start_polling(self) -> None:
         if self._config.poll_interval_s > 0:
@@ -114,6 +134,10 @@ class ModelManager:
         while True:
             await asyncio.sleep(self._config.poll_interval_s)
             try:
+                if self.current is not None and self._candidates() and self._config.rollout_jitter_s > 0:
+                    # Replicas that share a repository see a new version at the same poll;
+                    # loading it costs CPU-seconds, so they spread their loads out.
+                    await asyncio.sleep(random.uniform(0, self._config.rollout_jitter_s))
                 await self.load_latest()
             except Exception:
                 log.exception("model poll failed")

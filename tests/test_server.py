@@ -299,3 +299,19 @@ def test_grpcurl_lists_services_and_calls_classify_through_reflection(server):
     answer = json.loads(called.stdout)
     # grpcurl 1.8 prints the proto field names.
     assert answer["results"][0]["top_class"] == "sexual" and answer["post_decision"] == "DECISION_BLOCK"
+
+
+def test_start_up_serves_the_newest_version_that_loads(model_repo, tmp_path):
+    broken = model_repo / "moderation" / "2"
+    broken.mkdir()
+    (broken / "metadata.json").write_text('{"name": "moderation"}')
+    running = ServerThread(make_config(model_repo, tmp_path / "audit.sqlite3")).start()
+    try:
+        response = classify(running, pb.ClassifyRequest(post_id="p", images=[pb.ImageInput(id="a",
+                                                                                         content=encode(RED))]))
+        failed = running.service.metrics.registry.get_sample_value("moderation_model_loads_total",
+                                                                   {"result": "failed"})
+    finally:
+        running.stop()
+    assert response.model_version == "1"
+    assert failed == 1

@@ -102,3 +102,14 @@ class ReviewFilter:
     decisions: tuple[str, ...] = ()
     model_name: str = ""
     model_versions: tuple[str, ...] = ()
+    post_ids: tuple[str, ...] = ()
+    exclude_record_ids: tuple[str, ...] = ()
+    created_after: float | None = None  # inclusive
+    created_before: float | None = None  # exclusive
+
+
+@dataclass(frozen=True)
+class ReviewStats:
+    judged_by_operator: int  # verdicts by one operator since a moment
+    judged: int  # verdicts by everyone since that moment
+    pending: int  # records matching a filter still waiting for a verdict

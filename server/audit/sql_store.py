@@ -16,6 +16,7 @@ from server.audit import schema
 from server.audit.records import (
     AuditRecord,
     ReviewFilter,
+    ReviewStats,
     StoredRecord,
     Verdict,
     VerdictOutcome,
@@ -70,6 +71,35 @@ def _stored(row: Sequence) -> StoredRecord:
 
 def _in(column: str, values: Sequence) -> tuple[str, list]:
     return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
+
+
+def _filter_where(flt: ReviewFilter, by_record: bool = True) -> tuple[list[str], list]:
+    """SQL conditions and their parameters for a review filter; by_record=False leaves out the
+    parts that name posts and records (counting a backlog ignores them)."""
+    where: list[str] = []
+    params: list = []
+    columns = [("reason", flt.reasons), ("top_class", flt.top_classes), ("decision", flt.decisions),
+               ("model_version", flt.model_versions)]
+    if by_record:
+        columns.append(("post_id", flt.post_ids))
+    for column, values in columns:
+        if values:
+            clause, more = _in(column, values)
+            where.append(clause)
+            params.extend(more)
+    if by_record and flt.exclude_record_ids:
+        where.append(f"record_id NOT IN ({', '.join('?' for _ in flt.exclude_record_ids)})")
+        params.extend(flt.exclude_record_ids)
+    if flt.model_name:
+        where.append("model_name = ?")
+        params.append(flt.model_name)
+    if flt.created_after is not None:
+        where.append("created_at >= ?")
+        params.append(flt.created_after)
+    if flt.created_before is not None:
+        where.append("created_at < ?")
+        params.append(flt.created_before)
+    return where, params
 
 
 class SQLAuditStore:
@@ -142,15 +172,9 @@ class SQLAuditStore:
         flt = flt or ReviewFilter()
         where = ["verdict_at IS NULL", "(lease_expires_at IS NULL OR lease_expires_at <= ? OR lease_owner = ?)"]
         params: list = [now, reviewer]
-        for column, values in (("reason", flt.reasons), ("top_class", flt.top_classes),
-                               ("decision", flt.decisions), ("model_version", flt.model_versions)):
-            if values:
-                clause, more = _in(column, values)
-                where.append(clause)
-                params.extend(more)
-        if flt.model_name:
-            where.append("model_name = ?")
-            params.append(flt.model_name)
+        more_where, more_params = _filter_where(flt)
+        where += more_where
+        params += more_params
         sql = (f"SELECT {_SELECT} FROM audit_records WHERE {' AND '.join(where)} "
                f"ORDER BY created_at, record_id LIMIT ?{self.skip_locked}")
         expires = now + lease_s
@@ -169,6 +193,48 @@ class SQLAuditStore:
                 released += tx.run(f"UPDATE audit_records SET lease_owner = NULL, lease_expires_at = NULL "
                                    f"WHERE lease_owner = ? AND verdict_at IS NULL AND {where}", [reviewer, *params])
         return released
+
+    def post_records(self, post_id: str, limit: int) -> list[StoredRecord]:
+        """The records of one post, judged or not, oldest first."""
+        with self._transaction(write=False) as tx:
+            rows = tx.query(f"SELECT {_SELECT} FROM audit_records WHERE post_id = ? "
+                            "ORDER BY created_at, record_id LIMIT ?", (post_id, limit))
+        return [_stored(r) for r in rows]
+
+    def review_stats(self, operator: str, since: float | None, flt: ReviewFilter | None = None) -> ReviewStats:
+        """Verdicts since `since` (by `operator`, and by everyone), and the records matching the
+        filter still waiting for a verdict."""
+        judged_where, judged_params = ["verdict_at IS NOT NULL"], []
+        if since is not None:
+            judged_where.append("verdict_at >= ?")
+            judged_params.append(since)
+        pending_where, pending_params = _filter_where(flt or ReviewFilter(), by_record=False)
+        with self._transaction(write=False) as tx:
+            judged = tx.query(f"SELECT COUNT(*) FROM audit_records WHERE {' AND '.join(judged_where)}",
+                              judged_params)[0][0]
+            mine = tx.query(f"SELECT COUNT(*) FROM audit_records WHERE {' AND '.join(judged_where)} "
+                            "AND verdict_operator = ?", [*judged_params, operator])[0][0] if operator else 0
+            pending = tx.query("SELECT COUNT(*) FROM audit_records WHERE "
+                               + " AND ".join(["verdict_at IS NULL", *pending_where]), pending_params)[0][0]
+        return ReviewStats(judged_by_operator=int(mine), judged=int(judged), pending=int(pending))
+
+    def retract_verdicts(self, operator: str, record_ids: Sequence[str], lease_s: float,
+                         now: float | None = None) -> list[str]:
+        """Takes back the verdicts `operator` gave on these records and leases the records back
+        to them (an undo); a record judged by someone else, or not at all, is left alone.
+        Returns the record ids whose verdict was taken back."""
+        now = time.time() if now is None else now
+        retracted: list[str] = []
+        with self._transaction(write=True) as tx:
+            for start in range(0, len(record_ids), _CHUNK):
+                where, params = _in("record_id", record_ids[start:start + _CHUNK])
+                rows = tx.query(f"SELECT record_id FROM audit_records WHERE verdict_operator = ? AND "
+                                f"verdict_at IS NOT NULL AND {where}{self.lock_rows}", [operator, *params])
+                retracted.extend(r[0] for r in rows)
+            tx.run_many("UPDATE audit_records SET verdict_class = NULL, verdict_operator = NULL, verdict_at = NULL, "
+                        "verdict_note = NULL, lease_owner = ?, lease_expires_at = ? WHERE record_id = ?",
+                        [(operator, now + lease_s, record_id) for record_id in retracted])
+        return retracted
 
     def submit_verdicts(self, verdicts: Sequence[Verdict], overwrite: bool = False,
                         now: float | None = None) -> list[VerdictResult]:
