@@ -5,11 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MODELS ?= models
 MODEL_NAME ?= moderation
-DEBIAN_PACKAGES := fonts-dejavu-core fonts-noto-cjk mate-backgrounds prometheus
+DEBIAN_PACKAGES := fonts-dejavu-core fonts-noto-cjk mate-backgrounds prometheus chromium chromium-driver
 PROTO := proto/moderation_api/v1/moderation.proto proto/moderation_api/v1/audit.proto proto/tfserving_api/tensor.proto proto/tfserving_api/predict.proto
 GENERATED := moderation_api/v1/moderation_pb2.py moderation_api/v1/moderation_pb2_grpc.py moderation_api/v1/audit_pb2_grpc.py tfserving_api/predict_pb2_grpc.py
 
-.PHONY: run setup system-deps venv proto model test lint bench clean help cluster cluster-down chaos
+.PHONY: run setup system-deps venv proto model test lint bench clean help cluster cluster-down chaos review
 
 help:
 	@echo "make run    - set everything up (Debian packages, venv, protobuf code, demo model) and serve on 127.0.0.1:50051"
@@ -17,6 +17,7 @@ help:
 	@echo "make model  - train and export the demo model if models/$(MODEL_NAME)/ has no version"
 	@echo "make bench  - measure serving speed (engine, CPU floor, server) and update the README"
 	@echo "make proto  - generate the Python protobuf/gRPC code from $(PROTO)"
+	@echo "make review - the operators' review tool on http://127.0.0.1:8080/ (for a server from make run; docs/review-tool.md)"
 	@echo "make cluster      - 3 replicas behind Envoy with a private PostgreSQL audit store, on loopback (no Docker)"
 	@echo "make cluster-down - stop exactly what make cluster started"
 	@echo "make chaos  - kill / rolling restart / model rollout / scale-out under load; figures in var/chaos/"
@@ -27,7 +28,8 @@ run: setup model
 setup: system-deps venv proto
 
 # Debian packages the demo data generator needs (fonts for English and Japanese text, photos),
-# and prometheus (promtool and the server) for the alert-rule and scrape tests.
+# prometheus (promtool and the server) for the alert-rule and scrape tests, and chromium with
+# its driver for the review tool's browser test (Selenium drives them; nothing is downloaded).
 system-deps:
 	@if dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then echo "debian packages: present"; else \
 	  echo "debian packages: installing $(DEBIAN_PACKAGES)"; \
@@ -61,6 +63,11 @@ lint: venv
 
 test: setup lint
 	$(VENV)/bin/pytest -q tests
+
+# REVIEW_ARGS: e.g. --review-target host:port --fetch-allow 10.0.0.0/8; the token from
+# MODERATION_REVIEW_TOKEN (or --review-token-file), else a random one is logged.
+review: setup
+	$(PY) -m server.review $(REVIEW_ARGS)
 
 # Serving speed, side by side in one run; writes var/bench/ and the README's table.
 bench: model

@@ -161,7 +161,8 @@ def envoy_config(*, host: str, lb_port: int, admin_port: int, backends: Sequence
       says SERVING, so a cold or draining replica gets no calls.
     - Retries of calls that never reached a replica's handler (connect failure, reset, refused
       stream) or came back UNAVAILABLE, each on a different replica: a killed replica's calls
-      land elsewhere instead of failing. Bodies up to 16 MiB are buffered for that.
+      land elsewhere instead of failing. Bodies up to 16 MiB are buffered for that (images
+      are sent inline up to --limits-max-inline-bytes, 10 MiB by default).
     - healthy_panic_threshold 0: never spray calls over unhealthy replicas, however few are left.
     dns=True resolves each backend name (compose's service name returns every replica)."""
     endpoints = [{"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}}
@@ -184,9 +185,9 @@ def envoy_config(*, host: str, lb_port: int, admin_port: int, backends: Sequence
                         "route_config": {"virtual_hosts": [{
                             "name": "moderation",
                             "domains": ["*"],
-                            "per_request_buffer_limit_bytes": 16 * 1024 * 1024,
                             "routes": [{
                                 "match": {"prefix": "/"},
+                                "request_body_buffer_limit": 16 * 1024 * 1024,
                                 "route": {
                                     "cluster": "moderation",
                                     # No route timeout of Envoy's own: the caller's grpc-timeout
@@ -194,7 +195,10 @@ def envoy_config(*, host: str, lb_port: int, admin_port: int, backends: Sequence
                                     "timeout": "0s",
                                     "max_stream_duration": {"grpc_timeout_header_max": "120s"},
                                     "retry_policy": {
-                                        "retry_on": "connect-failure,refused-stream,reset,unavailable",
+                                        # cancelled: a replica's answer to a call reaching it as
+                                        # its server shuts down; the drain delay should make
+                                        # that impossible, this keeps it harmless if it is not.
+                                        "retry_on": "connect-failure,refused-stream,reset,unavailable,cancelled",
                                         "num_retries": 3,
                                         "retry_back_off": {"base_interval": "0.02s", "max_interval": "0.25s"},
                                         "retry_host_predicate": [{
@@ -222,7 +226,15 @@ def envoy_config(*, host: str, lb_port: int, admin_port: int, backends: Sequence
                         typed: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                         "explicit_http_config": {"http2_protocol_options": {}},
                     }},
-                "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+                # update_merge_window 0: Envoy otherwise batches health changes for 1 s before the
+                # load balancer sees them, so a draining replica kept getting calls for a second
+                # after it said NOT_SERVING (longer than the 1 s drain delay), and a replica that
+                # just came up got none.
+                "common_lb_config": {"healthy_panic_threshold": {"value": 0}, "update_merge_window": "0s"},
+                # The default allows 3 retries in flight across the whole cluster; losing a
+                # replica under load puts every one of its calls in flight into a retry at once.
+                "circuit_breakers": {"thresholds": [{"retry_budget": {
+                    "budget_percent": {"value": 100.0}, "min_retry_concurrency": 64}}]},
                 "health_checks": [{
                     "timeout": "1s",
                     "interval": f"{health_interval_s:g}s",
@@ -235,6 +247,22 @@ def envoy_config(*, host: str, lb_port: int, admin_port: int, backends: Sequence
             }],
         },
     }
+
+
+def compose_envoy_config() -> dict[str, Any]:
+    """deploy/envoy/envoy.yaml, the same Envoy for deploy/compose.yaml: every replica of the
+    `moderation` service by DNS, a 1 s health-check interval (drain delay there is 3 s)."""
+    return envoy_config(host="0.0.0.0", lb_port=50051, admin_port=9901, backends=[("moderation", 50051)],
+                        health_interval_s=1.0, dns=True)
+
+
+def compose_envoy_yaml() -> str:
+    import yaml
+
+    return ("# Envoy for deploy/compose.yaml. Generated from loadtest/cluster.py (compose_envoy_config), the\n"
+            "# same configuration the local cluster runs; tests/test_deploy.py checks the two agree.\n"
+            "# Regenerate: .venv/bin/python -m loadtest.cluster envoy-config > deploy/envoy/envoy.yaml\n"
+            + yaml.safe_dump(compose_envoy_config(), sort_keys=False, width=100))
 
 
 def _failed_calls_log(path: str) -> dict[str, Any]:
@@ -659,7 +687,7 @@ def _print_up(cluster: Cluster) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.cluster", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "envoy-config"))
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="state, logs (default %(default)s)")
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--models", type=Path, default=Path("models"), help="shared model repository")
@@ -676,6 +704,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--poll-interval", type=float, default=1.0)
     parser.add_argument("server_args", nargs="*", help="extra server flags, after --")
     args = parser.parse_args(argv)
+    if args.command == "envoy-config":
+        sys.stdout.write(compose_envoy_yaml())
+        return 0
     if args.command == "down":
         stopped = down(args.root)
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
