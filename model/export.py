@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +69,16 @@ def export_version(
     repo_root: str | os.PathLike[str],
     name: str,
     check_with: np.ndarray | None = None,
+    extra_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> Path:
     """Publishes `keras_model` as the next version of `name` under `repo_root`; returns its dir.
 
     `metadata.version` and `metadata.name` are replaced by the published ones and `engines` is
     filled in. `check_with` are real uint8 images [N, input_size, input_size, 3] to compare the
-    engines on besides random noise. Raises RuntimeError if an engine differs from Keras by
-    more than MAX_ENGINE_DIFF; nothing is published then."""
+    engines on besides random noise. `extra_dirs` maps subdirectory names to directories copied
+    into the version (the evaluation report), so they appear with it in the same rename.
+    Raises RuntimeError if an engine differs from Keras by more than MAX_ENGINE_DIFF; nothing
+    is published then."""
     images = check_images(metadata.input_size, check_with)
     reference = np.asarray(keras_model.predict(images, batch_size=64, verbose=0), dtype=np.float32)
 
@@ -94,8 +99,10 @@ def export_version(
                 "max_abs_diff": saved_diff,
             },
             "onnx": {"file": ONNX_FILE, "opset": OPSET, "max_abs_diff": onnx_diff},
-            "parity_images": int(len(images)),
+            "parity_images": len(images),
         }
+        for subdir, source in (extra_dirs or {}).items():
+            shutil.copytree(source, tmp_dir / subdir)
         final = dataclasses.replace(metadata, name=name, version=version, engines=engines)
         (tmp_dir / METADATA_FILE).write_text(final.to_json(), encoding="utf-8")
 

@@ -49,5 +49,7 @@ def build_model(
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(DENSE_UNITS, activation="relu", name="fc1")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    scores = keras.layers.Dense(len(class_names), activation=head, name="scores")(x)
+    # float32 even when training under a mixed-precision policy: a bfloat16 softmax would round
+    # confident scores to 1.0 and starve the loss of gradient.
+    scores = keras.layers.Dense(len(class_names), activation=head, dtype="float32", name="scores")(x)
     return keras.Model(images, scores, name="moderation_cnn")

@@ -69,12 +69,16 @@ def keras_to_onnx(keras_model: Any) -> onnx.ModelProto:
     channels = CONV_FILTERS[-1]
     # Keras flattens NHWC as (h, w, c) and ONNX NCHW as (c, h, w); permuting the kernel rows
     # once here saves a Transpose on every call.
-    kernel = kernel.reshape(size, size, channels, -1).transpose(2, 0, 1, 3).reshape(size * size * channels, -1)
-    nodes.append(helper.make_node("Gemm", ["flat", const("fc1_w", kernel), const("fc1_b", bias)], ["fc1_out"]))
+    kernel = (
+        kernel.reshape(size, size, channels, -1).transpose(2, 0, 1, 3).reshape(size * size * channels, -1)
+    )
+    fc1_inputs = ["flat", const("fc1_w", kernel), const("fc1_b", bias)]
+    nodes.append(helper.make_node("Gemm", fc1_inputs, ["fc1_out"]))
     nodes.append(helper.make_node("Relu", ["fc1_out"], ["fc1_relu"]))
     out_layer = keras_model.get_layer("scores")
     kernel, bias = (np.asarray(w) for w in out_layer.get_weights())
-    nodes.append(helper.make_node("Gemm", ["fc1_relu", const("out_w", kernel), const("out_b", bias)], ["logits"]))
+    out_inputs = ["fc1_relu", const("out_w", kernel), const("out_b", bias)]
+    nodes.append(helper.make_node("Gemm", out_inputs, ["logits"]))
     if head == "softmax":
         nodes.append(helper.make_node("Softmax", ["logits"], [OUTPUT_NAME], axis=-1))
     else:
@@ -111,10 +115,9 @@ def run_onnx(path: str | os.PathLike[str], images: np.ndarray) -> np.ndarray:
 
 
 def _scores(fn: Callable[..., Any], images: np.ndarray) -> np.ndarray:
-    if hasattr(fn, "structured_input_signature"):
-        out = fn(images=images)  # a SavedModel signature only takes its inputs by keyword
-    else:
-        out = fn(images, training=False)
+    # A SavedModel signature only takes its inputs by keyword; a Keras model positionally.
+    signature = hasattr(fn, "structured_input_signature")
+    out = fn(images=images) if signature else fn(images, training=False)
     if isinstance(out, dict):
         out = out[OUTPUT_NAME]
     return np.asarray(out, dtype=np.float32)

@@ -91,7 +91,9 @@ class ModelMetadata:
             raise ValueError(f"metadata format {self.format_version} is newer than {FORMAT_VERSION}")
         expected = set(self.flagged_classes)
         if set(self.thresholds) != expected:
-            raise ValueError(f"thresholds must cover exactly {sorted(expected)}, got {sorted(self.thresholds)}")
+            raise ValueError(
+                f"thresholds must cover exactly {sorted(expected)}, got {sorted(self.thresholds)}"
+            )
         for cls, levels in self.thresholds.items():
             if set(levels) != set(THRESHOLD_KINDS):
                 raise ValueError(f"thresholds[{cls!r}] must have exactly {THRESHOLD_KINDS}: {levels}")

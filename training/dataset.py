@@ -21,7 +21,9 @@ def _decode_file(args: tuple[str, int]) -> np.ndarray:
         return decode_image(f.read(), (size, size))
 
 
-def decode_files(paths: Sequence[str | os.PathLike[str]], size: int, workers: int | None = None) -> np.ndarray:
+def decode_files(
+    paths: Sequence[str | os.PathLike[str]], size: int, workers: int | None = None
+) -> np.ndarray:
     """uint8 [N, size, size, 3], in the order of `paths`. Raises server.errors.ImageError."""
     tasks = [(os.fspath(p), size) for p in paths]
     workers = (os.cpu_count() or 1) if workers is None else workers
@@ -36,19 +38,28 @@ def decode_files(paths: Sequence[str | os.PathLike[str]], size: int, workers: in
     return np.stack(images)
 
 
+def read_verdict_export(path: str | os.PathLike[str]) -> list:
+    """The labelled rows of a verdict export (`python -m server.audit.cli export-verdicts`,
+    JSONL or CSV) as training.audit_log.AuditLabel, before the noise rules; malformed rows are
+    left out. The retraining pipeline (training/dataset_builder.py) goes on from there."""
+    from training.audit_log import read_export
+
+    return read_export(path)[0]
+
+
 def split_by_post(
     post_ids: Sequence[str], labels: Sequence[int], held_out_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, held_out). Stratified: each class's posts are split separately, by the
     class of the post's first image, so every class is on both sides when it has two posts."""
     post_class: dict[str, int] = {}
-    for post, label in zip(post_ids, labels):
+    for post, label in zip(post_ids, labels, strict=True):
         post_class.setdefault(post, int(label))
     rng = np.random.default_rng(seed)
     held_posts: set[str] = set()
     for cls in sorted(set(post_class.values())):
         posts = sorted(p for p, c in post_class.items() if c == cls)
-        count = int(round(held_out_fraction * len(posts)))
+        count = round(held_out_fraction * len(posts))
         if len(posts) >= 2:
             count = min(max(count, 1), len(posts) - 1)
         held_posts.update(rng.permutation(posts)[:count].tolist())

@@ -3,7 +3,14 @@
 Every personal value is made up at random: names are random pairings of common given names and
 surnames, phone numbers use random digits (US ones in the 555-01xx range reserved for fiction),
 e-mail addresses use the reserved example.* domains, and street numbers are random. None of it
-describes a real person. Each function returns the lines of one image and its language ("en"
+describes a real person.
+
+Every personal-data image shows a phone number, with names, e-mail and postal addresses only
+ever alongside one: a long run of digits is what a small CNN can make out at 128 pixels, whereas
+telling a name from a dish, or an e-mail address from a caption, needs reading, which it cannot
+learn from a few thousand images in a few minutes. The demo's personal-data detector is, in
+effect, a phone-number detector, and the benign text includes short prices so that it cannot
+get away with firing on any digit. Each function returns the lines of one image and its language ("en"
 or "ja"), so the renderer can pick a font that has the glyphs."""
 
 from __future__ import annotations
@@ -43,14 +50,19 @@ MENU_EN = (
     "Espresso", "Cappuccino", "Latte", "Green tea", "Orange juice", "Pancakes", "Club sandwich",
     "Caesar salad", "Tomato soup", "Cheesecake", "Fish and chips", "Veggie burger", "Lemonade",
 )
-MENU_JA = ("ラーメン", "うどん", "そば", "天ぷら定食", "カレーライス", "親子丼", "餃子", "緑茶", "焼き魚定食", "抹茶アイス")
+MENU_JA = (
+    "ラーメン", "うどん", "そば", "天ぷら定食", "カレーライス", "親子丼", "餃子", "緑茶", "焼き魚定食",
+    "抹茶アイス",
+)
 MENU_TITLES_EN = ("MENU", "Lunch Specials", "Today's Menu", "Drinks", "Breakfast", "Desserts")
 MENU_TITLES_JA = ("お品書き", "本日のランチ", "メニュー", "お飲み物", "日替わり定食")
 SIGNS_EN = (
     "OPEN", "CLOSED", "EXIT", "NO PARKING", "WET FLOOR", "SALE", "WELCOME", "PUSH", "PULL",
     "STAFF ONLY", "KEEP LEFT", "FRESH BREAD", "PLEASE WAIT HERE", "ENTRANCE",
 )
-SIGNS_JA = ("営業中", "出口", "入口", "本日休業", "禁煙", "準備中", "いらっしゃいませ", "足元注意", "駐車禁止")
+SIGNS_JA = (
+    "営業中", "出口", "入口", "本日休業", "禁煙", "準備中", "いらっしゃいませ", "足元注意", "駐車禁止",
+)
 SAYINGS_EN = (
     "Actions speak louder than words", "Every cloud has a silver lining", "Better late than never",
     "Practice makes perfect", "Good things take time", "Stay curious", "Home sweet home",
@@ -92,9 +104,8 @@ def name_ja(rng: np.random.Generator) -> tuple[tuple[str, str], tuple[str, str]]
 
 
 def email(rng: np.random.Generator, given: str, family: str) -> str:
-    local = str(
-        _pick(rng, (f"{given}.{family}", f"{given[0]}{family}", f"{family}{_digits(rng, 2)}", f"{given}_{family}"))
-    )
+    forms = (f"{given}.{family}", f"{given[0]}{family}", f"{family}{_digits(rng, 2)}", f"{given}_{family}")
+    local = str(_pick(rng, forms))
     return f"{local.lower()}@{_pick(rng, EXAMPLE_DOMAINS)}"
 
 
@@ -110,50 +121,63 @@ def address_ja(rng: np.random.Generator) -> list[str]:
 
 
 def personal_text(rng: np.random.Generator) -> tuple[list[str], str]:
-    """The lines of one image that shows somebody's personal data."""
+    """The lines (at most three) of one image that shows somebody's personal data."""
     if rng.random() < 0.35:
         (family, family_latin), (given, given_latin) = name_ja(rng)
+        name = f"{family} {given}"
         mail = email(rng, given_latin, family_latin)
+        phone = phone_ja(rng)
+        postcode, _ = address_ja(rng)
         layouts = (
-            [f"{family} {given}", f"TEL {phone_ja(rng)}", mail],
-            [f"氏名: {family} {given}", f"電話: {phone_ja(rng)}", "住所:", *address_ja(rng)],
-            [f"{family} {given}", *address_ja(rng)],
-            ["連絡先", phone_ja(rng)],
-            ["メール:", mail],
-            [phone_ja(rng)],
+            [name, phone],
+            [name, f"TEL {phone}"],
+            [postcode, phone],
+            ["連絡先", phone],
+            ["電話番号", phone],
+            [phone],
+            [mail, phone],
+            [name, phone, mail],
         )
         return list(_pick(rng, layouts)), "ja"  # type: ignore[arg-type]
     given, family = name_en(rng)
+    name = f"{given} {family}"
     mail = email(rng, given, family)
+    phone = phone_en(rng)
+    street, _ = address_en(rng)
     layouts = (
-        [f"{given} {family}", phone_en(rng), mail],
-        [f"Name: {given} {family}", f"Tel: {phone_en(rng)}", mail],
-        [f"{given} {family}", *address_en(rng)],
-        ["Call me at", phone_en(rng)],
-        ["My email is", mail],
-        [mail],
-        [phone_en(rng)],
-        [f"{given} {family}", *address_en(rng), phone_en(rng)],
+        [name, phone],
+        [f"Tel: {phone}"],
+        [phone],
+        ["Call me", phone],
+        ["Phone", phone],
+        [mail, phone],
+        [name, phone, mail],
+        [street, phone],
     )
     return list(_pick(rng, layouts)), "en"  # type: ignore[arg-type]
 
 
+def _price(rng: np.random.Generator, japanese: bool) -> str:
+    if japanese:
+        return f"{int(rng.integers(3, 15)) * 50}円"
+    return f"{int(rng.integers(2, 15))}.{int(rng.integers(0, 20)) * 5:02d}"
+
+
 def benign_text(rng: np.random.Generator) -> tuple[list[str], str]:
-    """The lines of one image with ordinary text and no personal data: menus, signs, captions."""
+    """The lines (at most three) of one image with ordinary text and no personal data: menus
+    (half of them with prices, digits a personal-data detector must not fire on alone), signs,
+    captions."""
     japanese = rng.random() < 0.35
-    kind = int(rng.integers(3))
-    if kind == 0:
-        count = int(rng.integers(2, 6))
-        if japanese:
-            items = rng.choice(len(MENU_JA), count, replace=False)
-            prices = [f"{int(rng.integers(3, 15)) * 50}円" for _ in items]
-            lines = [str(_pick(rng, MENU_TITLES_JA))] + [f"{MENU_JA[i]}  {p}" for i, p in zip(items, prices)]
-        else:
-            items = rng.choice(len(MENU_EN), count, replace=False)
-            lines = [str(_pick(rng, MENU_TITLES_EN))] + [
-                f"{MENU_EN[i]}  {int(rng.integers(2, 15))}.{int(rng.integers(0, 20)) * 5:02d}" for i in items
-            ]
-    elif kind == 1:
+    # Signs are one big word and easy; menus and captions look like the personal-data layouts.
+    kind = rng.random()
+    if kind < 0.45:
+        count = int(rng.integers(1, 3))
+        priced = rng.random() < 0.5
+        menu, titles = (MENU_JA, MENU_TITLES_JA) if japanese else (MENU_EN, MENU_TITLES_EN)
+        lines = [str(_pick(rng, titles))]
+        for i in rng.choice(len(menu), count, replace=False):
+            lines.append(f"{menu[i]}  {_price(rng, japanese)}" if priced else menu[i])
+    elif kind < 0.65:
         lines = [str(_pick(rng, SIGNS_JA if japanese else SIGNS_EN))]
     else:
         lines = [str(_pick(rng, SAYINGS_JA if japanese else SAYINGS_EN))]

@@ -26,7 +26,7 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
     # Average the ranks of tied scores (Mann-Whitney U with the tie correction).
     sorted_scores = scores[order]
     _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    for start, count in zip(first, counts):
+    for start, count in zip(first, counts, strict=True):
         if count > 1:
             ranks[order[start : start + count]] = start + (count + 1) / 2
     u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
@@ -54,7 +54,7 @@ def classification_report(
             "auc": roc_auc(scores[labels == c, c], scores[labels != c, c]),
         }
     return {
-        "examples": int(len(labels)),
+        "examples": len(labels),
         "accuracy": float((predicted == labels).mean()) if len(labels) else float("nan"),
         "per_class": per_class,
         # rows: true class, columns: predicted class, both in class_names order
@@ -62,11 +62,13 @@ def classification_report(
     }
 
 
-def score_histograms(scores: np.ndarray, class_names: Sequence[str], bins: int = BASELINE_BINS) -> dict[str, Any]:
+def score_histograms(
+    scores: np.ndarray, class_names: Sequence[str], bins: int = BASELINE_BINS
+) -> dict[str, Any]:
     """Share of images per equal-width score bin on [0, 1], per class."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     histograms = {}
     for c, name in enumerate(class_names):
         counts, _ = np.histogram(np.clip(scores[:, c], 0.0, 1.0), bins=edges)
         histograms[name] = (counts / max(1, len(scores))).tolist()
-    return {"bin_edges": edges.tolist(), "histograms": histograms, "examples": int(len(scores))}
+    return {"bin_edges": edges.tolist(), "histograms": histograms, "examples": len(scores)}

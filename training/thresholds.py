@@ -8,7 +8,7 @@ thresholds of 1.0, which could never fire."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,20 +39,31 @@ def _rates(scores: np.ndarray, is_class: np.ndarray, threshold: float) -> dict[s
 
 
 def choose_thresholds(
-    scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str], benign_class: str
+    scores: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    benign_class: str,
+    review_fpr: float | Mapping[str, float] = REVIEW_FPR,
+    block_fpr: float = BLOCK_FPR,
+    review_range: tuple[float, float] = REVIEW_RANGE,
+    block_range: tuple[float, float] = BLOCK_RANGE,
 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """Returns (thresholds for ModelMetadata, a report of the held-out rates they achieve)."""
+    """Returns (thresholds for ModelMetadata, a report of the held-out rates they achieve).
+
+    `review_fpr` may differ per class (a mapping; classes it does not name get REVIEW_FPR)."""
     scores = np.asarray(scores)
     labels = np.asarray(labels)
     thresholds: dict[str, dict[str, float]] = {}
-    report: dict[str, Any] = {"review_target_fpr": REVIEW_FPR, "block_target_fpr": BLOCK_FPR}
+    report: dict[str, Any] = {"review_target_fpr": review_fpr if isinstance(review_fpr, float | int) else
+                              dict(review_fpr), "block_target_fpr": block_fpr}
     for c, name in enumerate(class_names):
         if name == benign_class:
             continue
+        target = review_fpr.get(name, REVIEW_FPR) if isinstance(review_fpr, Mapping) else review_fpr
         is_class = labels == c
         negatives = scores[~is_class, c]
-        review = float(np.clip(threshold_for_fpr(negatives, REVIEW_FPR), *REVIEW_RANGE))
-        block = float(np.clip(threshold_for_fpr(negatives, BLOCK_FPR), *BLOCK_RANGE))
+        review = float(np.clip(threshold_for_fpr(negatives, target), *review_range))
+        block = float(np.clip(threshold_for_fpr(negatives, block_fpr), *block_range))
         block = max(block, review)
         thresholds[name] = {"review": review, "block": block}
         report[name] = {
