@@ -5,16 +5,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MODELS ?= models
 MODEL_NAME ?= moderation
+# Retraining (docs/retraining.md): the audit store verdicts come from (an absent SQLite file is
+# skipped), the dataset directory with its frozen evaluation split, and demo images added per class.
+AUDIT_URL ?= sqlite:///var/audit.sqlite3
+DATASET ?= data/datasets/$(MODEL_NAME)
+DEMO_PER_CLASS ?= 1200
 DEBIAN_PACKAGES := fonts-dejavu-core fonts-noto-cjk mate-backgrounds prometheus chromium chromium-driver
 PROTO := proto/moderation_api/v1/moderation.proto proto/moderation_api/v1/audit.proto proto/tfserving_api/tensor.proto proto/tfserving_api/predict.proto
 GENERATED := moderation_api/v1/moderation_pb2.py moderation_api/v1/moderation_pb2_grpc.py moderation_api/v1/audit_pb2_grpc.py tfserving_api/predict_pb2_grpc.py
 
-.PHONY: run setup system-deps venv proto model test lint bench clean help cluster cluster-down chaos review
+.PHONY: run setup system-deps venv proto model train evaluate benchmark-model test lint bench clean help cluster cluster-down chaos review
 
 help:
 	@echo "make run    - set everything up (Debian packages, venv, protobuf code, demo model) and serve on 127.0.0.1:50051"
 	@echo "make test   - lint and run the test suite"
 	@echo "make model  - train and export the demo model if models/$(MODEL_NAME)/ has no version"
+	@echo "make train  - retrain from the audit store ($(AUDIT_URL)) + demo data, evaluate, publish if not worse"
+	@echo "make evaluate - evaluate the serving version (CANDIDATE=models/.../N to compare one) on the frozen split"
+	@echo "make benchmark-model - the demo benchmark (both heads, a baseline); figures into docs/retraining.md"
 	@echo "make bench  - measure serving speed (engine, CPU floor, server) and update the README"
 	@echo "make proto  - generate the Python protobuf/gRPC code from $(PROTO)"
 	@echo "make review - the operators' review tool on http://127.0.0.1:8080/ (for a server from make run; docs/review-tool.md)"
@@ -57,6 +65,20 @@ $(GENERATED) &: $(PROTO) $(VENV)/.installed
 
 model: setup
 	$(PY) -m training.train_demo --models $(MODELS) --name $(MODEL_NAME) --if-missing
+
+# TRAIN_ARGS: e.g. --export verdicts.jsonl, --force, --smoke, --set train.epochs=20.
+train: setup
+	$(PY) -m training run --audit-url-if-exists $(AUDIT_URL) --demo-per-class $(DEMO_PER_CLASS) \
+	  --dataset $(DATASET) --models $(MODELS) --name $(MODEL_NAME) $(TRAIN_ARGS)
+
+# CANDIDATE: a version directory to compare with the serving one; reports under var/evaluation/.
+evaluate: setup
+	$(PY) -m training evaluate --dataset $(DATASET) --models $(MODELS) --name $(MODEL_NAME) \
+	  $(if $(CANDIDATE),--candidate $(CANDIDATE)) $(EVAL_ARGS)
+
+# Minutes on 2 cores; BENCH_MODEL_ARGS: e.g. --per-class 1000.
+benchmark-model: setup
+	$(PY) -m training benchmark $(BENCH_MODEL_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -330,6 +330,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     info["fma_gflops"] = fma
     info["peak_gflops"] = max(fma.values())
     info["peak_source"] = "measured: FMA loop on every core at once (loadtest/fma_peak.c)"
+    result["machine"].update(info)
     result["sgemm_gflops"] = round(sgemm_gflops(), 1)
     say(f"  peak {info['peak_gflops']} GFLOP/s ({fma}); numpy sgemm {result['sgemm_gflops']}; "
         f"model {flops / 1e9:.3f} GFLOP/image")
@@ -486,10 +487,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-s", type=float, default=6.0, help="seconds per load step")
     parser.add_argument("--engine-s", type=float, default=3.0, help="seconds per engine measurement")
     parser.add_argument("--readme", default="README.md", help="README to update ('' to leave it alone)")
+    parser.add_argument("--render", metavar="BENCH_JSON", help="only re-render the table from an earlier run")
     args = parser.parse_args(argv)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    result = run(args)
-    (Path(args.out) / "bench.json").write_text(json.dumps(result, indent=2))
+    if args.render:
+        result = json.loads(Path(args.render).read_text())
+    else:
+        result = run(args)
+        (Path(args.out) / "bench.json").write_text(json.dumps(result, indent=2))
     block = markdown(result)
     (Path(args.out) / "bench.md").write_text(block)
     print(block)
