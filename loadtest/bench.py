@@ -428,7 +428,9 @@ def markdown(r: dict[str, Any]) -> str:
         (f"Raw engine, {cores} processes x 1 thread, batch {e['best_batch']}",
          f"{e[f'{cores}_processes_x_1thread']} img/s", ""),
         (f"Raw engine, 1 process x {cores} threads, batch {e['best_batch']}",
-         f"{e[f'1_process_x_{cores}threads']} img/s",
+         f"{e[f'1_process_x_{cores}threads']} img/s", ""),
+        ("Raw engine, best layout above", f"{e['raw_images_per_s']} img/s = "
+         f"{e['raw_images_per_s'] * r['model']['gflop_per_image']:.0f} GFLOP/s",
          f"{100 * q['engine_share_of_peak']:.0f}% of fp32 peak (target >= 70%)"),
         ("CPU floor: decode + inference + empty RPC per image",
          f"{f['decode_ms']} + {f['inference_ms']} + {f['empty_rpc_ms']['sync']} ms -> {f['images_per_s']} img/s", ""),
