@@ -71,10 +71,7 @@ def generate_image(seed: int, label: str, index: int) -> tuple[bytes, str]:
     width, height = _random_size(rng)
     if label == "ham":
         is_text = rng.random() < HAM_TEXT_SHARE
-        if is_text:
-            img = _text_image(rng, width, height, benign_text)
-        else:
-            img = demo_render.photo_crop(rng, width, height)
+        img = _text_image(rng, width, height, benign_text) if is_text else demo_render.photo_crop(rng, width, height)
     elif label == "personal_info":
         is_text = True
         img = _text_image(rng, width, height, personal_text)
