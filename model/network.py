@@ -12,6 +12,7 @@ import keras
 CONV_FILTERS = (32, 64, 128, 128)
 DENSE_UNITS = 256
 HEADS = ("softmax", "sigmoid")
+POOLINGS = ("flatten", "global_max")
 
 
 def conv_layer_name(index: int) -> str:
@@ -23,13 +24,18 @@ def build_model(
     input_size: int = 128,
     head: str = "softmax",
     dropout: float = 0.5,
+    pooling: str = "flatten",
 ) -> keras.Model:
     """Four 3x3 conv + 2x2 max-pool blocks, dense 256 + dropout, dense per class.
 
     Input: uint8 [batch, H, W, 3] for any H, W. Output: float32 [batch, len(class_names)],
-    softmax over the classes, or independent sigmoids for head="sigmoid"."""
+    softmax over the classes, or independent sigmoids for head="sigmoid". pooling="flatten"
+    feeds the dense layer the whole last feature map (input_size/16 square), position by
+    position; "global_max" only the strongest response of each feature anywhere in the image."""
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, not {head!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
     if len(class_names) < 2:
         raise ValueError("need at least two classes")
     # Four 2x2 pools must leave at least one pixel, and the ONNX export relies on every pool
@@ -46,7 +52,10 @@ def build_model(
     for i, filters in enumerate(CONV_FILTERS):
         x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=conv_layer_name(i))(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
+    if pooling == "flatten":
+        x = keras.layers.Flatten(name="flatten")(x)
+    else:
+        x = keras.layers.GlobalMaxPooling2D(name="global_max")(x)
     x = keras.layers.Dense(DENSE_UNITS, activation="relu", name="fc1")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     # float32 even when training under a mixed-precision policy: a bfloat16 softmax would round

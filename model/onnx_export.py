@@ -63,15 +63,18 @@ def keras_to_onnx(keras_model: Any) -> onnx.ModelProto:
         x = f"pool{i + 1}"
         size //= 2
 
-    nodes.append(helper.make_node("Flatten", [x], ["flat"], axis=1))
     fc1 = keras_model.get_layer("fc1")
     kernel, bias = (np.asarray(w) for w in fc1.get_weights())
-    channels = CONV_FILTERS[-1]
-    # Keras flattens NHWC as (h, w, c) and ONNX NCHW as (c, h, w); permuting the kernel rows
-    # once here saves a Transpose on every call.
-    kernel = (
-        kernel.reshape(size, size, channels, -1).transpose(2, 0, 1, 3).reshape(size * size * channels, -1)
-    )
+    if any(layer.name == "global_max" for layer in keras_model.layers):
+        nodes.append(helper.make_node("GlobalMaxPool", [x], ["global_max"]))
+        nodes.append(helper.make_node("Flatten", ["global_max"], ["flat"], axis=1))
+    else:
+        nodes.append(helper.make_node("Flatten", [x], ["flat"], axis=1))
+        channels = CONV_FILTERS[-1]
+        # Keras flattens NHWC as (h, w, c) and ONNX NCHW as (c, h, w); permuting the kernel rows
+        # once here saves a Transpose on every call.
+        kernel = kernel.reshape(size, size, channels, -1).transpose(2, 0, 1, 3)
+        kernel = kernel.reshape(size * size * channels, -1)
     fc1_inputs = ["flat", const("fc1_w", kernel), const("fc1_b", bias)]
     nodes.append(helper.make_node("Gemm", fc1_inputs, ["fc1_out"]))
     nodes.append(helper.make_node("Relu", ["fc1_out"], ["fc1_relu"]))

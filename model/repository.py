@@ -209,6 +209,9 @@ def publish_version(
     version = _next_version(root)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{version}-", dir=root))
     try:
+        # mkdtemp makes the directory owner-only; a server or TF Serving running as another user
+        # must be able to read the published version.
+        tmp_dir.chmod(0o755)
         build_fn(tmp_dir, version)
         _fsync_tree(tmp_dir)
         final = root / str(version)

@@ -30,11 +30,11 @@ SIZE = 64
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def sharpened_model(class_names=CLASSES, head="softmax", seed=0) -> keras.Model:
+def sharpened_model(class_names=CLASSES, head="softmax", seed=0, pooling="flatten") -> keras.Model:
     """A model with random weights whose scores are far from uniform, so a wrong weight layout
     or flatten order shows up as a large difference rather than hiding in near-equal scores."""
     keras.utils.set_random_seed(seed)
-    model = build_model(class_names, input_size=SIZE, head=head)
+    model = build_model(class_names, input_size=SIZE, head=head, pooling=pooling)
     out = model.get_layer("scores")
     kernel, bias = out.get_weights()
     out.set_weights([kernel * 100.0, bias])
@@ -135,8 +135,16 @@ def test_onnx_graph_contract(exported):
         run_onnx(repository.onnx_path(exported), random_images(1, SIZE + 16))
 
 
-def test_onnx_sigmoid_head_and_two_classes(tmp_path):
-    model = sharpened_model(["ok", "bad"], head="sigmoid", seed=3)
+@pytest.mark.parametrize(
+    ("class_names", "head", "pooling"),
+    [
+        (["ok", "bad"], "sigmoid", "flatten"),
+        (CLASSES, "softmax", "global_max"),
+        (["ok", "bad"], "sigmoid", "global_max"),
+    ],
+)
+def test_onnx_parity_for_every_head_and_pooling(tmp_path, class_names, head, pooling):
+    model = sharpened_model(class_names, head=head, seed=3, pooling=pooling)
     save_onnx(model, tmp_path / "m.onnx")
     images = np.concatenate([random_images(4, SIZE, seed=5), real_images(SIZE)])
     assert parity(model, tmp_path / "m.onnx", images) < 1e-4
@@ -205,6 +213,7 @@ def test_publish_is_atomic_and_numbers_past_every_integer_dir(tmp_path):
     published = publish_version(tmp_path, "moderation", build)
     assert seen_during_build == [(6, [])]
     assert published == tmp_path / "moderation" / "6"
+    assert published.stat().st_mode & 0o777 == 0o755
     assert list_versions(tmp_path, "moderation") == [6]
     assert not [p for p in (tmp_path / "moderation").iterdir() if p.name.startswith(".")]
 

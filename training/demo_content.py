@@ -5,13 +5,10 @@ surnames, phone numbers use random digits (US ones in the 555-01xx range reserve
 e-mail addresses use the reserved example.* domains, and street numbers are random. None of it
 describes a real person.
 
-Every personal-data image shows a phone number, with names, e-mail and postal addresses only
-ever alongside one: a long run of digits is what a small CNN can make out at 128 pixels, whereas
-telling a name from a dish, or an e-mail address from a caption, needs reading, which it cannot
-learn from a few thousand images in a few minutes. The demo's personal-data detector is, in
-effect, a phone-number detector, and the benign text includes short prices so that it cannot
-get away with firing on any digit. Each function returns the lines of one image and its language ("en"
-or "ja"), so the renderer can pick a font that has the glyphs."""
+Every personal-data text carries a phone number, with names, e-mail and postal addresses
+alongside; the benign text includes menus with short prices, so digits alone do not mark
+personal data. Each function returns the lines of one image (at most three for personal data)
+and its language ("en" or "ja"), so the renderer can pick a font that has the glyphs."""
 
 from __future__ import annotations
 
@@ -72,6 +69,18 @@ SAYINGS_EN = (
 SAYINGS_JA = (
     "継続は力なり", "七転び八起き", "一期一会", "今日もいい天気", "週末は海へ", "新しいカフェに行きました",
     "桜がきれいです", "お誕生日おめでとう", "また明日", "ありがとうございました",
+)
+PROSE_EN = (
+    "The market opens early on weekends.", "Fresh bread is baked every morning.",
+    "The trail follows the river for two miles.", "Bring a warm jacket in the evening.",
+    "Our garden is full of tomatoes this year.", "The museum is free on the first Sunday.",
+    "Rain is expected later in the week.", "The library has a new reading room.",
+    "We watched the boats come into the harbour.", "The festival ends with fireworks.",
+)
+PROSE_JA = (
+    "週末は朝早くから市場が開きます。", "毎朝パンを焼いています。", "川沿いの道を歩きました。",
+    "夜は少し寒くなります。", "今年は庭のトマトがよく育ちました。", "美術館は第一日曜日が無料です。",
+    "来週は雨が続くようです。", "図書館に新しい読書室ができました。",
 )
 
 
@@ -163,22 +172,38 @@ def _price(rng: np.random.Generator, japanese: bool) -> str:
     return f"{int(rng.integers(2, 15))}.{int(rng.integers(0, 20)) * 5:02d}"
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    """Greedy word wrap; Japanese, which has no spaces, is cut every `width` characters."""
+    if " " not in text:
+        return [text[i : i + width] for i in range(0, len(text), width)]
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
 def benign_text(rng: np.random.Generator) -> tuple[list[str], str]:
-    """The lines (at most three) of one image with ordinary text and no personal data: menus
-    (half of them with prices, digits a personal-data detector must not fire on alone), signs,
-    captions."""
+    """The lines of one image with ordinary text and no personal data: menus (half of them with
+    prices, digits a personal-data detector must not fire on alone), signs, captions, prose."""
     japanese = rng.random() < 0.35
-    # Signs are one big word and easy; menus and captions look like the personal-data layouts.
     kind = rng.random()
-    if kind < 0.45:
-        count = int(rng.integers(1, 3))
+    if kind < 0.35:
+        count = int(rng.integers(3, 7))
         priced = rng.random() < 0.5
         menu, titles = (MENU_JA, MENU_TITLES_JA) if japanese else (MENU_EN, MENU_TITLES_EN)
         lines = [str(_pick(rng, titles))]
         for i in rng.choice(len(menu), count, replace=False):
             lines.append(f"{menu[i]}  {_price(rng, japanese)}" if priced else menu[i])
-    elif kind < 0.65:
+    elif kind < 0.55:
         lines = [str(_pick(rng, SIGNS_JA if japanese else SIGNS_EN))]
-    else:
+    elif kind < 0.8:
         lines = [str(_pick(rng, SAYINGS_JA if japanese else SAYINGS_EN))]
+    else:
+        prose = PROSE_JA if japanese else PROSE_EN
+        picked = [prose[i] for i in rng.choice(len(prose), int(rng.integers(2, 5)), replace=False)]
+        text = ("" if japanese else " ").join(picked)
+        lines = _wrap(text, int(rng.integers(10, 16)) if japanese else int(rng.integers(22, 36)))
     return lines, "ja" if japanese else "en"

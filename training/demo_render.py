@@ -167,19 +167,21 @@ def _font_size(ref: ImageFont.FreeTypeFont, lines: Sequence[str], box_w: float, 
     return min(box_w / ref_width, box_h / (LINE_GAP * len(lines)))
 
 
-def draw_text(
-    rng: np.random.Generator, img: Image.Image, lines: list[str], lang: str, on_photo: bool
-) -> None:
-    """Draws `lines` onto `img` in place: random font, colour, alignment and rotation."""
-    width, height = img.size
+def _text_layer(
+    rng: np.random.Generator,
+    lines: list[str],
+    lang: str,
+    box_w: float,
+    box_h: float,
+    dark_text: bool,
+    plate: bool,
+) -> Image.Image:
+    """`lines` as a transparent RGBA layer about box_w x box_h: random font, colour, alignment,
+    optionally on a translucent plate that keeps them legible over a busy photo."""
     fonts = CJK_FONTS if lang == "ja" else LATIN_FONTS + CJK_FONTS[:1]
     font_path = fonts[int(rng.integers(len(fonts)))]
-
-    # The block fills most of the image so that the glyphs stay legible after the squash to
-    # the model's input size; long lines are wrapped where that allows a larger font, which
-    # matters in narrow images.
+    # Long lines are wrapped where that allows a larger font, which matters in narrow boxes.
     ref = font(font_path, 100)
-    box_w, box_h = width * rng.uniform(0.7, 0.95), height * rng.uniform(0.5, 0.9)
     wrapped = [part for line in lines for part in (_split_line(line) if len(line) > 12 else [line])]
     if len(wrapped) <= 4 and _font_size(ref, wrapped, box_w, box_h) > 1.3 * _font_size(
         ref, lines, box_w, box_h
@@ -193,12 +195,10 @@ def draw_text(
     layer_w = int(max(face.getlength(line) for line in lines)) + 2 * pad
     layer = Image.new("RGBA", (layer_w, line_h * len(lines) + 2 * pad), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    dark_text = float(np.asarray(img.convert("L")).mean()) > 110
-    if rng.random() < (0.6 if on_photo else 0.15):
+    if plate:
         alpha = int(rng.integers(150, 230))
-        draw.rectangle(
-            (0, 0, layer.width, layer.height), fill=(255, 255, 255, alpha) if dark_text else (0, 0, 0, alpha)
-        )
+        fill = (255, 255, 255, alpha) if dark_text else (0, 0, 0, alpha)
+        draw.rectangle((0, 0, layer.width, layer.height), fill=fill)
     ink = rng.uniform(0, 80, 3) if dark_text else rng.uniform(190, 255, 3)
     stroke = int(size // 12) if rng.random() < 0.3 else 0
     centred = rng.random() < 0.5
@@ -212,17 +212,96 @@ def draw_text(
             stroke_width=stroke,
             stroke_fill=(255, 255, 255, 255) if dark_text else (0, 0, 0, 255),
         )
+    return layer
 
+
+def _paste_rotated(rng: np.random.Generator, img: Image.Image, layer: Image.Image) -> None:
+    """Pastes `layer` onto `img` at a random place, rotated up to MAX_ROTATION_DEGREES and
+    shrunk if it would not fit."""
+    width, height = img.size
     angle = float(rng.uniform(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES))
     layer = layer.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
     fit = min(1.0, width / layer.width, height / layer.height)
     if fit < 1.0:
-        layer = layer.resize(
-            (max(1, int(layer.width * fit)), max(1, int(layer.height * fit))), Image.Resampling.BILINEAR
-        )
+        size = (max(1, int(layer.width * fit)), max(1, int(layer.height * fit)))
+        layer = layer.resize(size, Image.Resampling.BILINEAR)
     x = int(rng.integers(0, width - layer.width + 1))
     y = int(rng.integers(0, height - layer.height + 1))
     img.paste(layer, (x, y), layer)
+
+
+def draw_text(
+    rng: np.random.Generator, img: Image.Image, lines: list[str], lang: str, on_photo: bool
+) -> None:
+    """Draws `lines` onto `img` in place, filling most of it so that the glyphs stay legible
+    after the squash to the model's input size."""
+    width, height = img.size
+    dark_text = float(np.asarray(img.convert("L")).mean()) > 110
+    plate = rng.random() < (0.6 if on_photo else 0.15)
+    box_w, box_h = width * rng.uniform(0.7, 0.95), height * rng.uniform(0.5, 0.9)
+    _paste_rotated(rng, img, _text_layer(rng, lines, lang, box_w, box_h, dark_text, plate))
+
+
+def draw_contact_card(rng: np.random.Generator, img: Image.Image, lines: list[str], lang: str) -> None:
+    """Draws `lines` onto `img` in place as a contact or profile card: a rounded panel with a
+    generic avatar (head-and-shoulders silhouette, in colours far from skin tones) beside or
+    above the text, the way personal data most often appears in screenshots."""
+    width, height = img.size
+    card_w = int(width * rng.uniform(0.75, 0.95))
+    card_h = int(min(height * rng.uniform(0.5, 0.9), card_w * rng.uniform(0.55, 1.1)))
+    dark_mode = rng.random() < 0.3
+    panel = rng.uniform(25, 60, 3) if dark_mode else rng.uniform(232, 255, 3)
+    card = Image.new("RGBA", (card_w, card_h), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(card)
+    border = tuple(int(c) for c in (panel + (40 if dark_mode else -40)))
+    draw.rounded_rectangle(
+        (0, 0, card_w - 1, card_h - 1),
+        radius=max(2, min(card_w, card_h) // 10),
+        fill=(*(int(c) for c in panel), 255),
+        outline=(*border, 255),
+        width=max(1, min(card_w, card_h) // 80),
+    )
+    pad = max(3, min(card_w, card_h) // 16)
+    beside = card_w >= card_h * 1.25
+    diameter = int((card_h if beside else card_w) * rng.uniform(0.4, 0.6))
+    if beside:
+        ax, ay = pad, (card_h - diameter) // 2
+        text_box = (ax + diameter + pad, pad, card_w - pad, card_h - pad)
+    else:
+        ax, ay = (card_w - diameter) // 2, pad
+        text_box = (pad, ay + diameter + pad, card_w - pad, card_h - pad)
+    card.paste(_avatar(rng, diameter), (ax, ay), _avatar_mask(diameter))
+    box_w, box_h = text_box[2] - text_box[0], text_box[3] - text_box[1]
+    if box_w > 8 and box_h > 8:
+        text = _text_layer(rng, lines, lang, box_w * 0.95, box_h * 0.9, not dark_mode, plate=False)
+        text.thumbnail((box_w, box_h), Image.Resampling.BILINEAR)
+        tx = text_box[0] + (box_w - text.width) // 2 if not beside else text_box[0]
+        card.alpha_composite(text, (tx, text_box[1] + (box_h - text.height) // 2))
+    _paste_rotated(rng, img, card)
+
+
+AVATAR_COLOURS = np.array(
+    [(158, 158, 158), (120, 144, 156), (100, 149, 237), (92, 107, 192), (129, 199, 132), (77, 182, 172)],
+    dtype=np.float32,
+)
+
+
+def _avatar_mask(diameter: int) -> Image.Image:
+    mask = Image.new("L", (diameter, diameter), 0)
+    ImageDraw.Draw(mask).ellipse((0, 0, diameter - 1, diameter - 1), fill=255)
+    return mask
+
+
+def _avatar(rng: np.random.Generator, diameter: int) -> Image.Image:
+    background = AVATAR_COLOURS[int(rng.integers(len(AVATAR_COLOURS)))] * rng.uniform(0.85, 1.1)
+    figure = np.clip(background + rng.uniform(60, 110), 0, 255) if rng.random() < 0.7 else background * 0.55
+    avatar = Image.new("RGBA", (diameter, diameter), (*(int(c) for c in np.clip(background, 0, 255)), 255))
+    draw = ImageDraw.Draw(avatar)
+    fill = (*(int(c) for c in figure), 255)
+    d = diameter
+    draw.ellipse((0.32 * d, 0.16 * d, 0.68 * d, 0.52 * d), fill=fill)  # head
+    draw.ellipse((0.14 * d, 0.58 * d, 0.86 * d, 1.3 * d), fill=fill)  # shoulders
+    return avatar
 
 
 def skin_blobs(rng: np.random.Generator, width: int, height: int) -> Image.Image:
