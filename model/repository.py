@@ -8,14 +8,18 @@ Layout, as TensorFlow Serving expects it::
                                             images: uint8 [None, None, None, 3]
                                             -> scores: float32 [None, num_classes]
         model.onnx                          same computation; input fixed at input_size
+        model.int8.onnx                     optional, added later by `python -m model.quantize`
         metadata.json                       ModelMetadata
 
 A version directory only ever appears complete: it is built under a `.tmp-*` name in the same
-parent directory and renamed into place, and readers ignore dot-directories. This module does
+parent directory and renamed into place, and readers ignore dot-directories. What is added to a
+published version later (the int8 file, its metadata entry) replaces files by rename
+(replace_file), so a reader never sees a partly written one. This module does
 not import TensorFlow so that the server's directory polling stays cheap."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -27,6 +31,8 @@ from typing import Any
 
 METADATA_FILE = "metadata.json"
 ONNX_FILE = "model.onnx"
+# Optional: the statically quantised copy `python -m model.quantize` adds (metadata engines.onnx_int8).
+INT8_FILE = "model.int8.onnx"
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "images"
 OUTPUT_NAME = "scores"
@@ -148,6 +154,14 @@ def onnx_path(version_dir: str | os.PathLike[str]) -> Path:
     return Path(version_dir) / ONNX_FILE
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def model_dir(repo_root: str | os.PathLike[str], name: str) -> Path:
     return Path(repo_root) / name
 
@@ -225,6 +239,40 @@ def publish_version(
         raise
     _fsync_dir(root)
     return final
+
+
+def replace_file(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
+    """Writes `path` so that a reader sees either the old or the new content, never a part.
+
+    For adding to a version that is already published (and may be served, or being read by a
+    polling server): the content goes to a dot-file beside it, is flushed, and renamed over."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp makes the file owner-only; a server running as another user must read it.
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def update_metadata(version_dir: str | os.PathLike[str], update: Callable[[dict[str, Any]], None]) -> ModelMetadata:
+    """Changes a published version's metadata.json in place, atomically (replace_file).
+
+    `update` edits the parsed JSON; keys this code does not know are kept as they were, and the
+    result must still validate, else nothing is written. Returns the new metadata."""
+    path = Path(version_dir) / METADATA_FILE
+    data = json.loads(path.read_text(encoding="utf-8"))
+    update(data)
+    metadata = ModelMetadata.from_dict(data)
+    replace_file(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    return metadata
 
 
 def _fsync_tree(top: Path) -> None:

@@ -70,7 +70,9 @@ class ModelConfig:
     name: str = "moderation"
     # auto: ONNX Runtime when the version ships a model.onnx that passed its parity check,
     # else the TensorFlow SavedModel (which costs ~400 MB more per process). Also: onnx,
-    # savedmodel, keras (Keras predict per call: the slow baseline), tfserving (remote).
+    # onnx_int8 (the int8 model `python -m model.quantize` adds; refused unless its evaluation
+    # accepted it within int8_auc_margin), savedmodel, keras (Keras predict per call: the slow
+    # baseline), tfserving (remote).
     engine: str = "auto"
     # process: decode + inference in `workers` worker processes (default: one per core);
     # thread: the same on `workers` threads of the server process, one shared engine.
@@ -78,6 +80,13 @@ class ModelConfig:
     workers: int = 0  # 0 = number of cores available to this process
     threads: int = 1  # intra-op threads per worker; one single-threaded engine per core measured fastest
     parity_tolerance: float = 1e-4
+    # The largest per-class AUC drop (float32 -> int8, on the version's evaluation images, as
+    # recorded by model/quantize.py) this server accepts for onnx_int8; it can only tighten the
+    # quantizer's own --auc-margin, since a model that quantizer refused is never served.
+    int8_auc_margin: float = 0.005
+    # auto: use an accepted int8 model when the version has one. Off by default: int8 changes
+    # every score slightly, and the thresholds were chosen on the float32 ones.
+    prefer_int8: bool = False
     tfserving_target: str = ""  # host:port of a TensorFlow Serving PredictionService, for engine=tfserving
     tfserving_model: str = ""  # model name there; default: this model's name
     poll_interval_s: float = 5.0  # how often models/<name>/ is checked for a new version; 0 = never

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from model.repository import ModelMetadata
     from server.config import ModelConfig
 
-ENGINES = ("auto", "onnx", "savedmodel", "keras", "tfserving")
+ENGINES = ("auto", "onnx", "onnx_int8", "savedmodel", "keras", "tfserving")
 
 
 class Engine(Protocol):
@@ -29,13 +29,57 @@ def onnx_passed_parity(metadata: ModelMetadata, path: Path, tolerance: float) ->
     return bool(onnx.get("file")) and (path / onnx["file"]).exists() and onnx.get("max_abs_diff", 1.0) <= tolerance
 
 
+def int8_refusal(metadata: ModelMetadata, path: Path, config: ModelConfig) -> str | None:
+    """Why the version's int8 file (model/quantize.py) must not be served; None if it may.
+
+    It may when `python -m model.quantize` accepted it, the AUC drop it measured is within this
+    server's `int8_auc_margin` too (a server can ask for less than the quantizer allowed, never
+    more), the file is the one that was evaluated, and the float32 ONNX file it was made from
+    and compared with passed its own parity check."""
+    entry = (metadata.engines or {}).get("onnx_int8")
+    if not entry:
+        return "no int8 model: run `python -m model.quantize` on the version (make quantize)"
+    if not entry.get("accepted"):
+        return f"the int8 model was refused by its evaluation: {'; '.join(entry.get('reasons') or ['no reason'])}"
+    drop = entry.get("max_auc_drop")
+    if not isinstance(drop, int | float) or not drop <= config.int8_auc_margin:  # also catches NaN
+        return f"its largest AUC drop {drop} exceeds int8_auc_margin {config.int8_auc_margin}"
+    if not onnx_passed_parity(metadata, path, config.parity_tolerance):
+        return "the float32 ONNX model it was made from did not pass its parity check"
+    file = path / entry.get("file", "")
+    if not entry.get("file") or not file.is_file():
+        return f"{file} is missing"
+    from model.repository import file_sha256
+
+    # The file can be replaced after the evaluation recorded (a re-run of the quantizer that
+    # stopped before rewriting the metadata); only the evaluated bytes are served.
+    if file_sha256(file) != entry.get("sha256"):
+        return f"{file} is not the file that was evaluated (sha256 differs from the metadata's)"
+    return None
+
+
 def open_engine(metadata: ModelMetadata, path: Path, config: ModelConfig, threads: int) -> Engine:
     """The configured engine for one model version. `auto` is the fastest that passed the
-    export-time parity check: ONNX Runtime, else the TensorFlow SavedModel."""
+    export-time parity check: ONNX Runtime, else the TensorFlow SavedModel; the int8 model only
+    with `prefer_int8` (below)."""
     onnx_ok = onnx_passed_parity(metadata, path, config.parity_tolerance)
     engine = config.engine
     if engine == "auto":
-        engine = "onnx" if onnx_ok else "savedmodel"
+        # int8 is about twice as fast, but it is not a parity-checked copy of the trained
+        # model: every score moves a little (the thresholds were chosen on float32 scores), so
+        # `auto` only takes it when the operator opted in, and only where its evaluation
+        # accepted it; otherwise auto falls back to float32 quietly.
+        if config.prefer_int8 and int8_refusal(metadata, path, config) is None:
+            engine = "onnx_int8"
+        else:
+            engine = "onnx" if onnx_ok else "savedmodel"
+    if engine == "onnx_int8":
+        reason = int8_refusal(metadata, path, config)
+        if reason is not None:
+            raise ValueError(f"{path}: engine onnx_int8 refused: {reason}")
+        from server.engines.onnx_engine import OnnxInt8Engine
+
+        return OnnxInt8Engine(str(path / metadata.engines["onnx_int8"]["file"]), threads=threads)
     if engine == "onnx":
         if not onnx_ok:
             raise ValueError(f"{path}: no ONNX model that passed its parity check (tolerance "

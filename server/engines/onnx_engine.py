@@ -26,3 +26,10 @@ class OnnxEngine:
 
     def close(self) -> None:
         self._session = None
+
+
+class OnnxInt8Engine(OnnxEngine):
+    """The statically quantised model.int8.onnx (model/quantize.py): the same session, another
+    name, so metrics and logs tell which arithmetic produced the scores."""
+
+    name = "onnx_int8"
