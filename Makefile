@@ -24,11 +24,13 @@ help:
 	@echo "make evaluate - evaluate the serving version (CANDIDATE=models/.../N to compare one) on the frozen split"
 	@echo "make benchmark-model - the demo benchmark (both heads, a baseline); figures into docs/retraining.md"
 	@echo "make bench  - measure serving speed (engine, CPU floor, server) and update the README"
+	@echo "make quantize - add an int8 ONNX model to the newest version (VERSION_DIR=models/.../N), kept only within an AUC margin"
 	@echo "make proto  - generate the Python protobuf/gRPC code from $(PROTO)"
 	@echo "make review - the operators' review tool on http://127.0.0.1:8080/ (for a server from make run; docs/review-tool.md)"
 	@echo "make cluster      - 3 replicas behind Envoy with a private PostgreSQL audit store, on loopback (no Docker)"
 	@echo "make cluster-down - stop exactly what make cluster started"
 	@echo "make chaos  - kill / rolling restart / model rollout / scale-out under load; figures in var/chaos/"
+	@echo "make bench-frameworks - KServe (1 and 2 workers, own .venv-kserve) against this server, same load; var/bench/"
 
 run: setup model
 	$(PY) -m server.main --model-repository $(MODELS) --model-name $(MODEL_NAME) $(ARGS)
@@ -92,8 +94,17 @@ review: setup
 	$(PY) -m server.review $(REVIEW_ARGS)
 
 # Serving speed, side by side in one run; writes var/bench/ and the README's table.
+# The opt-in int8 model is measured beside float32, so it is added first if the version has none.
 bench: model
+	$(PY) -m model.quantize --models $(MODELS) --name $(MODEL_NAME) --if-missing || echo "no accepted int8 model: float32 only"
 	$(PY) -m loadtest.bench --models $(MODELS) --name $(MODEL_NAME)
+
+# KServe against this server on this machine, by the same load generator: see loadtest/frameworks.py.
+# KServe lives in its own .venv-kserve (loadtest/requirements-kserve.txt, installed on first use),
+# never in .venv; nothing in `make test` needs it. FRAMEWORKS_ARGS: e.g. --step-s 5, --only ours.
+.PHONY: bench-frameworks
+bench-frameworks: model
+	$(PY) -m loadtest.frameworks --models $(MODELS) --name $(MODEL_NAME) $(FRAMEWORKS_ARGS)
 
 # CLUSTER_ARGS: e.g. --replicas 2, --audit-url sqlite, or server flags after `--`.
 cluster: setup model
@@ -108,3 +119,10 @@ chaos: setup model
 
 clean:
 	rm -rf $(VENV) moderation_api .pytest_cache .ruff_cache
+
+# Opt-in int8 (docs/retraining.md#optional-int8): adds model.int8.onnx and its evaluation to a
+# version; served only with --model-engine onnx_int8 or --model-prefer-int8 true.
+# QUANTIZE_ARGS: e.g. --auc-margin 0.002 --calibration-images 400.
+.PHONY: quantize
+quantize: setup
+	$(PY) -m model.quantize $(VERSION_DIR) --models $(MODELS) --name $(MODEL_NAME) $(QUANTIZE_ARGS)

@@ -1,5 +1,6 @@
-"""The async load generator: drives moderation.v1.Moderation/Classify over grpc.aio and reports
-what the service did.
+"""The async load generator: drives moderation.v1.Moderation/Classify over grpc.aio (or another
+unary method, see Method, even over another transport, see ChannelFactory) and reports what the
+service did.
 
 Two ways of offering load:
 
@@ -49,11 +50,49 @@ from server.client import channel_options as recommended_channel_options
 
 METHOD = "/moderation.v1.Moderation/Classify"
 
-RequestFactory = Callable[[int], pb.ClassifyRequest]
+RequestFactory = Callable[[int], Any]  # pb.ClassifyRequest unless another Method is given
 Rate = float | Callable[[float], float]
 ProgressCallback = Callable[[dict[str, Any]], None]
+# (target, count, channel options or None) -> `count` channels, each its own connection: objects
+# with channel_ready(), close() and unary_unary(path, request_serializer=, response_deserializer=),
+# as grpc.aio channels have. make_channels() by default.
+ChannelFactory = Callable[[str, int, Sequence[tuple[str, Any]] | None], Sequence[Any]]
 
 _IMAGE_STATUS_NAMES = {value: name for name, value in pb.ImageStatusCode.items()}
+
+
+def _classify_images(request: pb.ClassifyRequest) -> int:
+    return len(request.images)
+
+
+def _classify_statuses(response: pb.ClassifyResponse) -> tuple[str, ...]:
+    return tuple(_IMAGE_STATUS_NAMES.get(r.status.code, str(r.status.code)) for r in response.results)
+
+
+@dataclass(frozen=True)
+class Method:
+    """The call every request makes: its path, how messages cross the wire, how many images a
+    request holds and what a response says about each (ImageStatusCode names, in request
+    order). The default is this service's Classify; another one lets the same generator drive
+    another server, e.g. the open inference protocol's ModelInfer (loadtest/open_inference.py)."""
+
+    path: str = METHOD
+    request_serializer: Callable[[Any], Any] = pb.ClassifyRequest.SerializeToString
+    response_deserializer: Callable[[Any], Any] = pb.ClassifyResponse.FromString
+    images: Callable[[Any], int] = _classify_images
+    statuses: Callable[[Any], tuple[str, ...]] = _classify_statuses
+
+
+CLASSIFY = Method()
+
+
+class CallFailed(Exception):
+    """A failed call of a channel that is not gRPC (an HTTP one, say), with the code to record
+    for it (e.g. "HTTP_503"), as a gRPC call records its status code."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
 
 
 @dataclass(slots=True)
@@ -342,12 +381,14 @@ def make_channels(target: str, count: int, options: Sequence[tuple[str, Any]] | 
 class _Run:
     def __init__(self, target: str, factory: RequestFactory, *, channels: int, warmup_s: float, duration_s: float,
                  max_requests: int | None, timeout_s: float, metadata: Sequence[tuple[str, str]] | None,
-                 stop: asyncio.Event | None, options: Sequence[tuple[str, Any]] | None) -> None:
+                 stop: asyncio.Event | None, options: Sequence[tuple[str, Any]] | None, method: Method = CLASSIFY,
+                 channel_factory: ChannelFactory | None = None) -> None:
         self.target = target
         self.factory = factory
-        self.channels = make_channels(target, channels, options)
-        self.calls = [ch.unary_unary(METHOD, request_serializer=pb.ClassifyRequest.SerializeToString,
-                                     response_deserializer=pb.ClassifyResponse.FromString)
+        self.method = method
+        self.channels = list((channel_factory or make_channels)(target, channels, options))
+        self.calls = [ch.unary_unary(method.path, request_serializer=method.request_serializer,
+                                     response_deserializer=method.response_deserializer)
                       for ch in self.channels]
         self.end_s = warmup_s + duration_s
         self.max_requests = max_requests if max_requests is not None else math.inf
@@ -395,14 +436,16 @@ class _Run:
         except BaseException:
             self.outstanding -= 1
             raise
-        images = len(request.images)
+        images = self.method.images(request)
         start = time.perf_counter()
         code, statuses = "OK", ()
         try:
             response = await self.calls[index](request, timeout=self.timeout_s, metadata=self.metadata)
-            statuses = tuple(_IMAGE_STATUS_NAMES.get(r.status.code, str(r.status.code)) for r in response.results)
+            statuses = self.method.statuses(response)
         except grpc.RpcError as exc:
             code = exc.code().name if exc.code() is not None else "UNKNOWN"
+        except CallFailed as exc:
+            code = exc.code
         except asyncio.CancelledError:
             code = "CANCELLED"
             raise
@@ -502,7 +545,8 @@ async def run_load(target: str, *, requests_factory: RequestFactory, concurrency
                    timeout_s: float = 30.0, seed: int = 0, metadata: Sequence[tuple[str, str]] | None = None,
                    channel_options: Sequence[tuple[str, Any]] | None = None, connect_timeout_s: float = 10.0,
                    stop: asyncio.Event | None = None, on_progress: ProgressCallback | None = None,
-                   progress_every_s: float = 1.0, keep_records: bool = True) -> LoadReport:
+                   progress_every_s: float = 1.0, keep_records: bool = True, method: Method = CLASSIFY,
+                   channel_factory: ChannelFactory | None = None) -> LoadReport:
     """Runs one load test and returns its report.
 
     requests_factory(seq) builds the request for the seq-th call (0-based, warm-up included).
@@ -511,13 +555,16 @@ async def run_load(target: str, *, requests_factory: RequestFactory, concurrency
     concurrency, at least 64). max_requests bounds the calls sent, warm-up included; the run
     also ends after warmup_s + duration_s or when `stop` is set, whichever comes first.
     channel_options replace server.client's recommended options (the per-channel arguments
-    that keep connections apart are always added)."""
+    that keep connections apart are always added). method: the call to make (default: Classify,
+    and requests_factory must build that method's requests); channel_factory: how channels are
+    opened (default: make_channels, grpc.aio)."""
     if concurrency < 1 or channels < 1:
         raise ValueError("concurrency and channels must be at least 1")
     if arrivals not in ("poisson", "uniform"):
         raise ValueError(f"arrivals must be 'poisson' or 'uniform', not {arrivals!r}")
     run = _Run(target, requests_factory, channels=channels, warmup_s=warmup_s, duration_s=duration_s,
-               max_requests=max_requests, timeout_s=timeout_s, metadata=metadata, stop=stop, options=channel_options)
+               max_requests=max_requests, timeout_s=timeout_s, metadata=metadata, stop=stop, options=channel_options,
+               method=method, channel_factory=channel_factory)
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     ticker: asyncio.Task | None = None
     try:

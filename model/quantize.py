@@ -428,11 +428,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", type=Path, help="dataset directory of a version made by `make train`")
     parser.add_argument("--speed-seconds", type=float, default=DEFAULT_SPEED_SECONDS,
                         help="time for the side-by-side speed measurement (0: skip)")
+    parser.add_argument("--if-missing", action="store_true",
+                        help="do nothing if the version already has an int8 evaluation (accepted or not)")
     args = parser.parse_args(argv)
     version = args.version or latest_version_dir(args.models, args.name)
     if version is None:
         print(f"no version of {args.name} under {args.models}", file=sys.stderr)
         return 2
+    if args.if_missing:
+        existing = (load_metadata(version).engines or {}).get("onnx_int8")
+        if existing and (version / existing.get("file", "")).is_file():
+            print(f"{version}: int8 model already evaluated (accepted: {existing.get('accepted')})")
+            return 0
     try:
         entry = quantize_version(version, args.calibration_images, args.auc_margin, args.format, args.demo_data,
                                  args.dataset, args.speed_seconds, args.reduce_range,

@@ -79,6 +79,10 @@ class ModelConfig:
     runner: str = "process"
     workers: int = 0  # 0 = number of cores available to this process
     threads: int = 1  # intra-op threads per worker; one single-threaded engine per core measured fastest
+    # Batches in flight per worker process. With 2 the next one waits in the worker's pipe while
+    # it runs one; on 2 shared cores that measured ~10% slower at saturation (batches get smaller
+    # and the front process spends more per image), so one at a time is the default.
+    pipeline_depth: int = 1
     parity_tolerance: float = 1e-4
     # The largest per-class AUC drop (float32 -> int8, on the version's evaluation images, as
     # recorded by model/quantize.py) this server accepts for onnx_int8; it can only tighten the
@@ -93,6 +97,10 @@ class ModelConfig:
     # A new version is loaded after a random delay up to this, so replicas sharing a repository
     # do not all spend CPU on loading it at the same moment.
     rollout_jitter_s: float = 3.0
+    # A worker loads and warms its model on a thread at this nice value (Linux: niceness is per
+    # thread), then serves at the process's own priority: a rollout's or a crashed worker's
+    # replacement then uses spare CPU instead of the serving workers'. 0 = the same priority.
+    load_nice: int = 10
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,17 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import multiprocessing
 import os
-import queue
+import pickle
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +31,7 @@ from server.decode import DecodeConfig
 from server.engines import open_engine
 from server.errors import ImageErrorCode
 from server.inference import Item, ItemResult, process_batch
+from server.worker import worker_main
 
 log = logging.getLogger(__name__)
 
@@ -84,113 +87,183 @@ class ThreadRunner:
         self._engine.close()
 
 
-def _worker_main(conn: Connection, spec: RunnerSpec) -> None:
-    try:
-        engine, size = _load(spec, spec.model.threads)
-    except BaseException as exc:  # report why, instead of a bare EOF in the parent
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    conn.send(("ready", engine.name))
-    while True:
-        try:
-            items = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
-            return
-        if items is None:
-            return
-        conn.send(process_batch(engine, items, size, spec.decode))
+class WorkerDied(RuntimeError):
+    pass
 
 
 class _Worker:
+    """One worker process and the batches sent to it that have not come back yet, oldest
+    first: the worker answers in order, so a reader thread hands each answer to the oldest."""
+
     def __init__(self, ctx, spec: RunnerSpec, index: int):
         self.index = index
         self.batches = 0
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, spec), name=f"moderation-worker-{index}",
-                                   daemon=True)
+        self.load_nice: int | None = None  # what the worker reports when ready
+        self.serve_nice: int | None = None
+        self.alive = False
+        self.pending: collections.deque[Future] = collections.deque()
+        self._send_lock = threading.Lock()
+        # One pipe each way, so that sending the next batch and reading the last answer never
+        # share a connection between threads.
+        self._inbox, child_out = ctx.Pipe(duplex=False)
+        child_in, self._outbox = ctx.Pipe(duplex=False)
+        # The spec travels pickled, so that unpickling it (and the numpy, Pillow and ONNX
+        # Runtime imports that come with it) happens on the worker's low-priority loading thread.
+        self.process = ctx.Process(target=worker_main, args=(child_in, child_out, pickle.dumps(spec)),
+                                   name=f"moderation-worker-{index}", daemon=True)
         self.process.start()
-        child.close()
+        child_in.close()
+        child_out.close()
 
     def wait_ready(self, timeout: float) -> str:
-        if not self.conn.poll(timeout):
+        if not self._inbox.poll(timeout):
             raise TimeoutError(f"worker did not load its model within {timeout:.0f}s")
         try:
-            kind, detail = self.conn.recv()
+            kind, detail, *nice = self._inbox.recv()
         except EOFError:
             raise RuntimeError(f"worker exited during start-up (exit code {self.process.exitcode})") from None
         if kind != "ready":
             raise RuntimeError(f"worker failed to load the model: {detail}")
+        self.load_nice, self.serve_nice = nice
+        self.alive = True
         return detail
 
+    def start_reader(self, on_death: Callable[[_Worker, BaseException], None]) -> None:
+        threading.Thread(target=self._read, args=(on_death,), name=f"worker-{self.index}-reader",
+                         daemon=True).start()
+
+    def submit(self, items: list[Item]) -> Future:
+        future: Future = Future()
+        with self._send_lock:
+            if not self.alive:
+                raise WorkerDied("worker process is being replaced")
+            # Queued before it is sent: the answer may arrive before send() returns.
+            self.pending.append(future)
+            try:
+                self._outbox.send(items)
+            except (OSError, ValueError) as exc:
+                self.pending.remove(future)
+                raise WorkerDied(f"worker process died: {type(exc).__name__}") from exc
+        return future
+
+    def _read(self, on_death: Callable[[_Worker, BaseException], None]) -> None:
+        while True:
+            try:
+                results = self._inbox.recv()
+            except (EOFError, OSError) as exc:
+                cause: BaseException = exc
+                break
+            self.batches += 1
+            self.pending.popleft().set_result(results)
+        with self._send_lock:
+            self.alive = False
+            lost, self.pending = list(self.pending), collections.deque()
+        for future in lost:
+            future.set_exception(WorkerDied(f"worker process died: {type(cause).__name__}"))
+        on_death(self, cause)
+
     def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.send(None)
+        with self._send_lock:
+            self.alive = False
+            with contextlib.suppress(OSError):
+                self._outbox.send(None)
         self.process.join(5)
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
-        self.conn.close()
+        self._outbox.close()
 
 
 class ProcessRunner:
+    """`workers` processes, each sent up to `pipeline_depth` batches at a time (a reader thread
+    per worker hands its answers back in order). A worker that dies fails the batches it held
+    and is replaced at once; batches sent meanwhile go to the others, or wait for it."""
+
     def __init__(self, spec: RunnerSpec, start_timeout_s: float = 120.0):
-        self.slots = worker_count(spec.model)
+        workers = worker_count(spec.model)
+        self.slots = workers * max(1, spec.model.pipeline_depth)
         self._spec = spec
         self._timeout = start_timeout_s
+        self._closing = False
+        self._changed = threading.Condition()  # guards _all; notified when a worker is replaced
         # spawn, not fork: the parent holds gRPC and asyncio state that must not be copied.
         self._ctx = multiprocessing.get_context("spawn")
-        workers = [_Worker(self._ctx, spec, i) for i in range(self.slots)]
+        started = [_Worker(self._ctx, spec, i) for i in range(workers)]
         try:
-            names = {w.wait_ready(start_timeout_s) for w in workers}
+            names = {w.wait_ready(start_timeout_s) for w in started}
         except BaseException:
-            for w in workers:
+            for w in started:
                 w.stop()
             raise
         self.engine_name = names.pop()
-        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
-        for w in workers:
-            self._idle.put(w)
-        self._all = workers
-        self._lock = threading.Lock()
+        self._all = started
+        for w in started:
+            w.start_reader(self._on_death)
 
     @property
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._all]
 
     @property
+    def priorities(self) -> list[tuple[int | None, int | None]]:
+        """(nice of the thread that loaded the model, nice of the serving thread) per worker."""
+        return [(w.load_nice, w.serve_nice) for w in self._all]
+
+    @property
     def batches_per_worker(self) -> list[int]:
         return [w.batches for w in self._all]
 
     def run(self, items: list[Item]) -> list[ItemResult]:
-        worker = self._idle.get()
+        with self._changed:
+            # A batch that no worker holds yet waits for a replacement rather than failing.
+            self._changed.wait_for(lambda: self._closing or any(w.alive for w in self._all), self._timeout)
+            live = [w for w in self._all if w.alive]
+            # The least loaded worker; the batcher's slots keep every worker's queue short.
+            worker = min(live, key=lambda w: len(w.pending)) if live else None
+            try:
+                if worker is None:
+                    raise WorkerDied("no worker process is running")
+                future = worker.submit(items)
+            except WorkerDied as exc:
+                return self._failed(items, exc)
         try:
-            worker.conn.send(items)
-            results = worker.conn.recv()
-            worker.batches += 1
-        except (EOFError, OSError) as exc:
-            # The worker died mid-batch (killed, out of memory): fail this batch's images only
-            # and put a fresh worker in its place.
-            log.error("worker %s died (%s); restarting it", worker.process.pid, exc)
-            worker = self._replace(worker)
-            message = f"worker process died: {type(exc).__name__}"
-            return [ItemResult(error=(ImageErrorCode.INFERENCE_FAILED.value, message)) for _ in items]
-        finally:
-            self._idle.put(worker)
-        return results
+            return future.result()
+        except WorkerDied as exc:
+            # Killed or out of memory: the batches it held fail, nothing else; it is replaced.
+            return self._failed(items, exc)
 
-    def _replace(self, dead: _Worker) -> _Worker:
+    @staticmethod
+    def _failed(items: list[Item], exc: BaseException) -> list[ItemResult]:
+        return [ItemResult(error=(ImageErrorCode.INFERENCE_FAILED.value, str(exc))) for _ in items]
+
+    def _on_death(self, dead: _Worker, exc: BaseException) -> None:
+        if self._closing:
+            return
+        log.error("worker %s died (%s: %s); restarting it", dead.process.pid, type(exc).__name__, exc)
         dead.process.kill()
         dead.process.join()
         started = time.perf_counter()
-        fresh = _Worker(self._ctx, self._spec, dead.index)
-        fresh.wait_ready(self._timeout)
-        with self._lock:
+        try:
+            fresh = _Worker(self._ctx, self._spec, dead.index)
+            fresh.wait_ready(self._timeout)
+        except Exception:
+            log.exception("replacement for worker %s failed; serving with the others", dead.index)
+            return
+        fresh.start_reader(self._on_death)
+        with self._changed:
+            if self._closing:
+                fresh.stop()
+                return
             self._all = [fresh if w is dead else w for w in self._all]
+            self._changed.notify_all()
         log.info("replacement worker %s ready in %.2fs", fresh.process.pid, time.perf_counter() - started)
-        return fresh
 
     def close(self) -> None:
-        for w in self._all:
+        with self._changed:
+            self._closing = True
+            workers = list(self._all)
+            self._changed.notify_all()
+        for w in workers:
             w.stop()
 
 

@@ -3,13 +3,17 @@ batch and is replaced; work from a single gRPC channel reaches every worker."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
 import pytest
+from PIL import Image
 
 from model.repository import latest_version_dir
 from moderation_api.v1 import moderation_pb2 as pb
@@ -42,17 +46,58 @@ def test_process_and_thread_runners_agree(model_repo):
     assert a[-1].error[0] == "UNSUPPORTED_FORMAT" and b[-1].error == a[-1].error
 
 
-def test_killed_worker_fails_only_its_batch_and_is_replaced(model_repo):
+def test_workers_load_at_low_priority_and_serve_at_their_own(model_repo):
+    base = spec(model_repo, 2)
+    runner = ProcessRunner(dataclasses.replace(base, model=dataclasses.replace(base.model, load_nice=7)))
+    try:
+        assert runner.priorities == [(7, 0), (7, 0)]
+        # The serving thread (the process's main thread) really runs at the process's priority.
+        assert all(os.getpriority(os.PRIO_PROCESS, pid) == 0 for pid in runner.pids)
+        assert runner.run([encode((255, 0, 0))])[0].error is None
+    finally:
+        runner.close()
+    plain = ProcessRunner(dataclasses.replace(base, model=dataclasses.replace(base.model, load_nice=0, workers=1)))
+    try:
+        assert plain.priorities == [(0, 0)]
+    finally:
+        plain.close()
+
+
+def test_killed_worker_fails_only_the_batch_it_held_and_is_replaced(model_repo):
     runner = ProcessRunner(spec(model_repo, 1))
     try:
         victim = runner.pids[0]
-        os.kill(victim, signal.SIGKILL)
-        time.sleep(0.2)
-        failed = runner.run([encode((255, 0, 0))])
-        assert failed[0].error[0] == "INFERENCE_FAILED" and "died" in failed[0].error[1]
+        noise = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (768, 1024, 3), dtype=np.uint8)).save(noise, "JPEG")
+        big = [noise.getvalue()] * 300  # a second or more of decoding
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(runner.run, big)
+            time.sleep(0.2)
+            os.kill(victim, signal.SIGKILL)
+            failed = held.result(60)
+        assert all(r.error[0] == "INFERENCE_FAILED" and "died" in r.error[1] for r in failed)
+        # A batch sent after the death waits for the replacement instead of failing.
         again = runner.run([encode((255, 0, 0))])
         assert again[0].error is None and again[0].scores.argmax() == 1
         assert runner.pids[0] != victim
+    finally:
+        runner.close()
+
+
+def test_batches_are_pipelined_and_answered_in_order(model_repo):
+    base = spec(model_repo, 1)
+    runner = ProcessRunner(dataclasses.replace(base, model=dataclasses.replace(base.model, pipeline_depth=2)))
+    try:
+        assert runner.slots == 2
+        colours = [(255, 0, 0), (0, 0, 255), (30, 200, 30), (250, 250, 250)]
+        batches = [[encode(c)] * (i + 1) for i, c in enumerate(colours * 3)]
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(runner.run, batches))
+        single = {c: runner.run([encode(c)])[0].scores for c in colours}
+        for batch, answer, colour in zip(batches, answers, colours * 3, strict=True):
+            assert len(answer) == len(batch)
+            for result in answer:
+                np.testing.assert_allclose(result.scores, single[colour], atol=1e-5)
     finally:
         runner.close()
 
