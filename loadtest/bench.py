@@ -514,14 +514,15 @@ def int8_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
 
 
-def update_readme(readme: Path, block: str) -> None:
+def update_readme(readme: Path, block: str, start: str = README_START, end: str = README_END) -> None:
+    """Replaces what lies between the start and end markers with block."""
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        print(f"{readme} has no {README_START} ... {README_END} block; not updated")
+    if start not in text or end not in text:
+        print(f"{readme} has no {start} ... {end} block; not updated")
         return
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{block}{README_END}{tail}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{block}{end}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,16 @@ from typing import Any
 import grpc
 import numpy as np
 
-from loadtest.bench import ServerProcess, children, cpu_info, cpu_seconds, free_port, inline_requests, rss_mb
+from loadtest.bench import (
+    ServerProcess,
+    children,
+    cpu_info,
+    cpu_seconds,
+    free_port,
+    inline_requests,
+    rss_mb,
+    update_readme,
+)
 from loadtest.generator import CLASSIFY, ChannelFactory, LoadReport, Method, run_load
 from loadtest.images import ensure_images
 from loadtest.open_inference import (
@@ -554,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requirements", default="loadtest/requirements-kserve.txt")
     parser.add_argument("--only", default="", help="comma-separated subset of kserve-1,kserve-2,ours")
     parser.add_argument("--render", metavar="FRAMEWORKS_JSON", help="only re-render the table from an earlier run")
+    parser.add_argument("--readme", default="README.md", help="README to update ('' to leave it alone)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -565,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
     block = markdown(result)
     (out / "frameworks.md").write_text(block)
     print(block)
+    if args.readme:
+        update_readme(Path(args.readme), block, "<!-- frameworks:start -->", "<!-- frameworks:end -->")
     return 0
 
 
