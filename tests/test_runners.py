@@ -4,6 +4,7 @@ batch and is replaced; work from a single gRPC channel reaches every worker."""
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import io
 import os
 import signal
@@ -19,7 +20,7 @@ from model.repository import latest_version_dir
 from moderation_api.v1 import moderation_pb2 as pb
 from server.config import ModelConfig
 from server.decode import DecodeConfig
-from server.runners import ProcessRunner, RunnerSpec, ThreadRunner
+from server.runners import PIPE_BYTES, ProcessRunner, RunnerSpec, ThreadRunner
 from tests.conftest import encode
 from tests.harness import ServerThread, make_config
 
@@ -89,6 +90,9 @@ def test_batches_are_pipelined_and_answered_in_order(model_repo):
     runner = ProcessRunner(dataclasses.replace(base, model=dataclasses.replace(base.model, pipeline_depth=2)))
     try:
         assert runner.slots == 2
+        worker = runner._all[0]
+        # Widened pipes: a batch of photos crosses in a few writes, not dozens.
+        assert fcntl.fcntl(worker._outbox.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_BYTES
         colours = [(255, 0, 0), (0, 0, 255), (30, 200, 30), (250, 250, 250)]
         batches = [[encode(c)] * (i + 1) for i, c in enumerate(colours * 3)]
         with ThreadPoolExecutor(4) as pool:
