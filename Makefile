@@ -11,8 +11,8 @@ AUDIT_URL ?= sqlite:///var/audit.sqlite3
 DATASET ?= data/datasets/$(MODEL_NAME)
 DEMO_PER_CLASS ?= 1200
 DEBIAN_PACKAGES := fonts-dejavu-core fonts-noto-cjk mate-backgrounds prometheus chromium chromium-driver
-PROTO := proto/moderation_api/v1/moderation.proto proto/moderation_api/v1/audit.proto proto/tfserving_api/tensor.proto proto/tfserving_api/predict.proto
-GENERATED := moderation_api/v1/moderation_pb2.py moderation_api/v1/moderation_pb2_grpc.py moderation_api/v1/audit_pb2_grpc.py tfserving_api/predict_pb2_grpc.py
+PROTO := proto/moderation_api/v1/moderation.proto proto/moderation_api/v1/audit.proto proto/tfserving_api/tensor.proto proto/tfserving_api/predict.proto proto/kserve_v2/grpc_predict_v2.proto
+GENERATED := moderation_api/v1/moderation_pb2.py moderation_api/v1/moderation_pb2_grpc.py moderation_api/v1/audit_pb2_grpc.py tfserving_api/predict_pb2_grpc.py kserve_v2/grpc_predict_v2_pb2_grpc.py
 
 .PHONY: run setup system-deps venv proto model train evaluate benchmark-model test lint bench clean help cluster cluster-down chaos review
 
