@@ -1,8 +1,9 @@
 """Dynamic batching: images of concurrent calls are joined into one model call.
 
 An image waits at most `max_queue_delay_ms` for company when a runner slot is free; while
-every slot is busy, newcomers queue and leave together in the next batch, so batches grow with
-load by themselves. The queue is bounded: past `max_queued_images`, submit() fails fast."""
+every slot is busy, newcomers queue, and each slot that frees takes an even share of the queue
+(up to `max_batch_size`), so batches grow with load by themselves while the oldest calls are
+spread over every slot rather than all waiting for one long batch. The queue is bounded: past `max_queued_images`, submit() fails fast."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Batcher:
         self._metrics = metrics
         self._slots = asyncio.Semaphore(slots)
         self._idle_slots = slots
+        self._slot_count = slots
         self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="batch")
         self._pending: list[tuple[Any, asyncio.Future, float]] = []
         self._arrived = asyncio.Event()
@@ -89,9 +91,11 @@ class Batcher:
                 except TimeoutError:
                     break
             # Share what is waiting among the idle slots (this one included), so one post's
-            # images are scored side by side at low load; under load no slot is idle and
-            # batches fill up to max_batch_size.
-            share = -(-len(self._pending) // (self._idle_slots + 1))
+            # images are scored side by side at low load. With no other slot idle, take an even
+            # share across all slots, not everything: the busy ones free up soon, and a batch
+            # that took it all would make its last images wait for the whole batch. Under
+            # saturation the queue is long and batches still fill up to max_batch_size.
+            share = -(-len(self._pending) // (self._idle_slots + 1 if self._idle_slots else self._slot_count))
             batch = self._pending[: min(self._config.max_batch_size, share)]
             del self._pending[: len(batch)]
             self._metrics.queued_images.dec(len(batch))

@@ -166,4 +166,27 @@ def test_a_posts_images_are_shared_among_idle_slots():
 
     results = asyncio.run(with_batcher(run, BatchConfig(max_batch_size=8, max_queue_delay_ms=20), body, slots=2))
     assert results == [0, 1, 2, 3]
-    assert sorted(batches) == [2, 2]
+    # Both slots start on the post at once, neither with more than half of it (the last image
+    # goes to whichever slot frees first).
+    assert batches[:2] == [2, 1] and sum(batches) == 4
+
+
+def test_a_freed_slot_takes_an_even_share_of_the_queue_not_all_of_it():
+    batches: list[list[int]] = []
+
+    def run(items):
+        batches.append(list(items))
+        time.sleep(0.1)
+        return list(items)
+
+    async def body(batcher):
+        first = [asyncio.ensure_future(batcher.submit(v)) for v in (0, 1)]
+        await asyncio.sleep(0.03)  # both slots are busy with one image each
+        rest = [asyncio.ensure_future(batcher.submit(v)) for v in range(2, 8)]
+        return await asyncio.gather(*first, *rest)
+
+    results = asyncio.run(with_batcher(run, BatchConfig(max_batch_size=8, max_queue_delay_ms=1), body, slots=2))
+    assert results == list(range(8))
+    # The first slot to free takes half of the six waiting (the other frees soon), not all six;
+    # order is kept.
+    assert batches[2] == [2, 3, 4] and [v for b in batches[3:] for v in b] == [5, 6, 7]
