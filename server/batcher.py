@@ -3,7 +3,8 @@
 An image waits at most `max_queue_delay_ms` for company when a runner slot is free; while
 every slot is busy, newcomers queue, and each slot that frees takes an even share of the queue
 (up to `max_batch_size`), so batches grow with load by themselves while the oldest calls are
-spread over every slot rather than all waiting for one long batch. The queue is bounded: past `max_queued_images`, submit() fails fast."""
+spread over every slot rather than all waiting for one long batch. The queue is bounded: past
+`max_queued_images`, submit() fails fast."""
 
 from __future__ import annotations
 

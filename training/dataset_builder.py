@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from model.repository import file_sha256
 from server.decode import DecodeConfig, decode_image
 from server.errors import ImageError
 from training import audit_log, tfrecords
@@ -109,14 +110,6 @@ def read_demo_labels(csv_path: str | os.PathLike[str]) -> list[AuditLabel]:
                                      image=os.fspath(base / rel), label=row["label"], operator="demo-generator",
                                      source=f"demo:{Path(csv_path).name}:{line}"))
     return labels
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def collect(sources: Sequence[Source], log: Log) -> tuple[list[AuditLabel], int, list[dict]]:
