@@ -6,8 +6,8 @@
         host.allow_entry                  # "127.0.0.1:8765", for the server's --fetch-allow
 
 Threaded HTTP/1.1 with keep-alive, so the service's connection pool is exercised the way a
-real CDN exercises it. Independent of tests/image_host.py on purpose: that one is built for
-programmable edge cases, this one for throughput and for running beside a benchmark."""
+real CDN exercises it. tests/image_host.py builds its programmable test origin on the same
+LoopbackHTTPHost; this one is built for throughput and for running beside a benchmark."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import http.server
 import ipaddress
 import socket
 import threading
+from typing import Self
 from urllib.parse import unquote, urlsplit
 
 from loadtest.images import ImageSet
@@ -32,7 +33,7 @@ class _Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
 
     def handle_error(self, request: object, client_address: object) -> None:
-        # A client hanging up mid-body (a fetch timeout in the slow-origin scenario) is expected.
+        # A client hanging up mid-body (a fetch timeout, or the point of a test route) is expected.
         pass
 
 
@@ -50,26 +51,30 @@ def check_loopback(host: str) -> None:
         raise ValueError(f"image host must bind a loopback address, got {host!r}")
 
 
-class ImageHost:
-    """Serves `images` by file name: GET /<name>, and GET /slow/<name> for the same bytes after
-    `slow_delay_s`. Other paths answer 404. port=0 picks a free port."""
+class LoopbackHTTPHost:
+    """A threaded HTTP/1.1 keep-alive server on a loopback address, in a daemon thread, until
+    stop(). Subclasses answer requests in _on_get (and _on_head; by default HEAD is 501)."""
 
-    def __init__(self, images: ImageSet, *, host: str = "127.0.0.1", port: int = 0,
-                 slow_delay_s: float = 0.0) -> None:
+    thread_name = "http-host"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         check_loopback(host)
         self.host = host.strip("[]")
         self.requested_port = port
-        self.slow_delay_s = slow_delay_s
-        self._files = {f.name: (images.data(f.name), f.content_type) for f in images.files}
-        self._requests = self._slow_requests = self._not_found = self._bytes_sent = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
+    def _on_get(self, req: http.server.BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
+
+    def _on_head(self, req: http.server.BaseHTTPRequestHandler) -> None:
+        req.send_error(501)
+
     # --- lifecycle
 
-    def start(self) -> ImageHost:
+    def start(self) -> Self:
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -79,18 +84,18 @@ class ImageHost:
             disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
-                owner._serve(self, body=True)
+                owner._on_get(self)
 
             def do_HEAD(self) -> None:
-                owner._serve(self, body=False)
+                owner._on_head(self)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
         server_class = _Server6 if ":" in self.host else _Server
         self._server = server_class((self.host, self.requested_port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"loadtest-image-host-{self.port}", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"{self.thread_name}-{self.port}", daemon=True)
         self._thread.start()
         return self
 
@@ -102,7 +107,7 @@ class ImageHost:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> ImageHost:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -120,9 +125,33 @@ class ImageHost:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     @property
+    def base_url(self) -> str:
+        return f"http://{self._netloc}"
+
+    @property
     def allow_entry(self) -> str:
-        """The server's --fetch-allow entry that admits exactly this host."""
+        """The server's --fetch-allow entry (FetchConfig.allow) that admits exactly this host."""
         return self._netloc
+
+
+class ImageHost(LoopbackHTTPHost):
+    """Serves `images` by file name: GET /<name>, and GET /slow/<name> for the same bytes after
+    `slow_delay_s`. Other paths answer 404. port=0 picks a free port."""
+
+    thread_name = "loadtest-image-host"
+
+    def __init__(self, images: ImageSet, *, host: str = "127.0.0.1", port: int = 0,
+                 slow_delay_s: float = 0.0) -> None:
+        super().__init__(host, port)
+        self.slow_delay_s = slow_delay_s
+        self._files = {f.name: (images.data(f.name), f.content_type) for f in images.files}
+        self._requests = self._slow_requests = self._not_found = self._bytes_sent = 0
+
+    def _on_get(self, req: http.server.BaseHTTPRequestHandler) -> None:
+        self._serve(req, body=True)
+
+    def _on_head(self, req: http.server.BaseHTTPRequestHandler) -> None:
+        self._serve(req, body=False)
 
     def url(self, name: str, *, slow: bool = False) -> str:
         return f"http://{self._netloc}{SLOW_PREFIX if slow else '/'}{name}"

@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from loadtest.image_host import LoopbackHTTPHost
+
 Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
 
 _CHUNK = 64 * 1024
@@ -58,89 +60,20 @@ class _Route:
     handler: Handler
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    # A slow or streaming handler must not hold up stop(); its client has gone anyway.
-    block_on_close = False
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # Clients that hang up mid-body (the point of several routes) are not errors.
-        pass
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class ImageHost:
+class ImageHost(LoopbackHTTPHost):
     """An HTTP/1.1 server on an ephemeral loopback port. Unregistered paths answer 404.
     Routes are keyed by path (the query string is ignored for routing and counting)."""
 
+    thread_name = "image-host"
+
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
+        super().__init__(host)
         self._routes: dict[str, _Route] = {}
         self._hits: Counter[str] = Counter()
         self._headers: dict[str, Message] = {}
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle
-
-    def start(self) -> ImageHost:
-        owner = self
-
-        class RequestHandler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in separate writes; without this, Nagle holds the body
-            # back for the client's delayed ACK (40 ms a response).
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:
-                owner._dispatch(self)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        server_class = _Server6 if ":" in self.host else _Server
-        self._server = server_class((self.host, 0), RequestHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"image-host-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> ImageHost:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    # --- addresses
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "start() first"
-        return self._server.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
-    def allow_entry(self) -> str:
-        """The FetchConfig.allow entry that admits exactly this server."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+    def _on_get(self, req: http.server.BaseHTTPRequestHandler) -> None:
+        self._dispatch(req)
 
     def url(self, path: str) -> str:
         return self.base_url + path
