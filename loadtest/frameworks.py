@@ -61,6 +61,7 @@ from loadtest.images import ensure_images
 from loadtest.open_inference import (
     HttpChannel,
     grpc_method,
+    grpc_request,
     grpc_requests,
     grpc_scores,
     http_channels,
@@ -393,10 +394,10 @@ def our_scores(target: str, photos: list[bytes], classes: list[str]) -> np.ndarr
 
 
 def kserve_scores(target: str, photos: list[bytes]) -> np.ndarray:
-    make = grpc_requests(photos, KSERVE_MODEL_NAME)
     with grpc.insecure_channel(target) as channel:
         stub = services().GRPCInferenceServiceStub(channel)
-        return np.stack([grpc_scores(stub.ModelInfer(make(i), timeout=30)) for i in range(len(photos))])
+        return np.stack([grpc_scores(stub.ModelInfer(grpc_request(photo, KSERVE_MODEL_NAME, f"check-{i}"), timeout=30))
+                         for i, photo in enumerate(photos)])
 
 
 # --- the run -----------------------------------------------------------------------------------

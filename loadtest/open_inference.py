@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from loadtest.generator import CallFailed, Method
+from loadtest.generator import CallFailed, Method, prepared
 
 SERVICE = "inference.GRPCInferenceService"
 MODEL_INFER = f"/{SERVICE}/ModelInfer"
@@ -50,16 +50,19 @@ def services() -> Any:
 # --- gRPC ---------------------------------------------------------------------------------------
 
 
-def grpc_requests(photos: Sequence[bytes], model_name: str) -> Callable[[int], Any]:
-    """Like bench.inline_requests: the seq-th request holds the seq-th photo, built per call."""
+def grpc_request(photo: bytes, model_name: str, request_id: str) -> Any:
+    """A ModelInferRequest for one encoded photo."""
     pb2 = messages()
-    tensor = pb2.ModelInferRequest.InferInputTensor
+    return pb2.ModelInferRequest(model_name=model_name, id=request_id, inputs=[
+        pb2.ModelInferRequest.InferInputTensor(name=INPUT_NAME, datatype="BYTES", shape=[1],
+                                               contents=pb2.InferTensorContents(bytes_contents=[photo]))])
 
+
+def grpc_requests(photos: Sequence[bytes], model_name: str) -> Callable[[int], Any]:
+    """Like bench.inline_requests: the seq-th request holds the seq-th photo, serialised once."""
     def make(seq: int) -> Any:
-        return pb2.ModelInferRequest(model_name=model_name, id=f"bench-{seq}", inputs=[
-            tensor(name=INPUT_NAME, datatype="BYTES", shape=[1],
-                   contents=pb2.InferTensorContents(bytes_contents=[photos[seq % len(photos)]]))])
-    return make
+        return grpc_request(photos[seq % len(photos)], model_name, f"bench-{seq % len(photos)}")
+    return prepared(make, len(photos), images=lambda _request: 1)
 
 
 def grpc_scores(response: Any) -> np.ndarray:
@@ -88,14 +91,11 @@ def grpc_method(classes: int) -> Method:
 
 
 def rest_requests(photos: Sequence[bytes]) -> Callable[[int], bytes]:
-    """JSON bodies, built per call like bench.inline_requests; each photo is base64-encoded once."""
-    encoded = [base64.b64encode(photo).decode() for photo in photos]
-
-    def make(seq: int) -> bytes:
-        return json.dumps({"id": f"bench-{seq}", "inputs": [{"name": INPUT_NAME, "shape": [1], "datatype": "BYTES",
-                                                             "data": [encoded[seq % len(encoded)]]}]},
-                          separators=(",", ":")).encode()
-    return make
+    """JSON bodies, one per photo, built once like bench.inline_requests' messages."""
+    bodies = [json.dumps({"id": f"bench-{i}", "inputs": [{"name": INPUT_NAME, "shape": [1], "datatype": "BYTES",
+                                                          "data": [base64.b64encode(photo).decode()]}]},
+                         separators=(",", ":")).encode() for i, photo in enumerate(photos)]
+    return lambda seq: bodies[seq % len(bodies)]
 
 
 def _rest_serialize(body: bytes) -> tuple[bytes, dict[str, str]]:

@@ -9,9 +9,10 @@ spread over every slot rather than all waiting for one long batch. The queue is 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,18 +24,22 @@ log = logging.getLogger(__name__)
 
 
 class Batcher:
-    """`run(items) -> results` is called on a thread, at most `slots` batches at a time, and
-    returns one result per item; a result that is an exception fails that item alone."""
+    """`run(items) -> results` is called at most `slots` batches at a time and returns one
+    result per item; a result that is an exception fails that item alone. A coroutine function
+    is awaited on the loop (it does its own I/O: the process runner); a plain one runs on a
+    thread (it computes: the thread runner)."""
 
-    def __init__(self, run: Callable[[list[Any]], Sequence[Any]], config: BatchConfig, metrics: Metrics,
-                 slots: int = 1):
+    def __init__(self, run: Callable[[list[Any]], Sequence[Any] | Awaitable[Sequence[Any]]], config: BatchConfig,
+                 metrics: Metrics, slots: int = 1):
         self._run_fn = run
+        self._run_is_async = inspect.iscoroutinefunction(run)
         self._config = config
         self._metrics = metrics
         self._slots = asyncio.Semaphore(slots)
         self._idle_slots = slots
         self._slot_count = slots
-        self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="batch")
+        self._executor = None if self._run_is_async else ThreadPoolExecutor(max_workers=slots,
+                                                                             thread_name_prefix="batch")
         self._pending: list[tuple[Any, asyncio.Future, float]] = []
         self._arrived = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -52,7 +57,8 @@ class Batcher:
             await self._task
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
     @property
     def queued(self) -> int:
@@ -115,8 +121,11 @@ class Batcher:
                 self._metrics.stage_seconds.labels("queue").observe(started - enqueued)
             self._metrics.batch_size.observe(len(batch))
             try:
-                results = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._run_fn, [item[0] for item in batch])
+                items = [item[0] for item in batch]
+                if self._run_is_async:
+                    results = await self._run_fn(items)
+                else:
+                    results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_fn, items)
                 if len(results) != len(batch):
                     raise ValueError(f"runner returned {len(results)} results for {len(batch)} images")
             except Exception as exc:  # a failing batch fails its own images, never the server

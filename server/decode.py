@@ -3,15 +3,21 @@
 Used by the server for every image and by training for every example, so both see the same
 pixels: format allow-list, pixel-count check from the header before any pixel is decoded,
 EXIF orientation, first frame of animations, any mode -> RGB, squash-resize to the model's
-input size (JPEGs are downscaled in the DCT domain while decoding when much larger)."""
+input size (JPEGs are downscaled in the DCT domain while decoding when much larger).
+
+Colour and greyscale JPEGs, most of what a social product's users upload, are decoded by
+libjpeg-turbo through simplejpeg into a reused per-thread buffer: the same library, scale and
+pixels as Pillow's path (tested equal), ~10% less time and no large allocation per image."""
 
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from server.errors import ImageError, ImageErrorCode
@@ -21,6 +27,12 @@ from server.errors import ImageError, ImageErrorCode
 Image.MAX_IMAGE_PIXELS = None
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
+# What ImageOps.exif_transpose does for each EXIF orientation value.
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
+_EXIF_ORIENTATION = 0x0112
+_buffers = threading.local()
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,8 @@ def decode_image(data: bytes, size: tuple[int, int], config: DecodeConfig = Deco
                     ImageErrorCode.TOO_MANY_PIXELS,
                     f"{img.width}x{img.height} = {pixels} pixels, limit {config.max_pixels}",
                 )
+            if fmt == "JPEG" and img.mode in ("RGB", "L"):
+                return _decode_jpeg(data, img, (width, height))
             if fmt == "JPEG":
                 # DCT-domain downscale: decodes at 1/2, 1/4 or 1/8 scale, never below the
                 # requested size, which is most of the decode cost for large photos.
@@ -81,6 +95,37 @@ def decode_image(data: bytes, size: tuple[int, int], config: DecodeConfig = Deco
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(ImageErrorCode.CORRUPT, f"cannot decode {fmt}: {exc}") from exc
+
+
+def _draft_scale(image_size: tuple[int, int], size: tuple[int, int]) -> int:
+    """The DCT scale denominator Pillow's draft() picks: the largest of 8, 4, 2, 1 that keeps
+    both sides at least the requested size."""
+    fits = min(image_size[0] // size[0], image_size[1] // size[1])
+    return next((a for a in (8, 4, 2) if fits >= a), 1)
+
+
+def _decode_jpeg(data: bytes, header: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """Pillow's JPEG path (draft, load, exif_transpose, convert, resize) with the pixels decoded
+    by simplejpeg. libjpeg-turbo also scales by 3/8, 5/8...: asking for exactly Pillow's power-of-two
+    size keeps the pixels the model was trained on."""
+    scale = _draft_scale(header.size, size)
+    out_w, out_h = -(-header.width // scale), -(-header.height // scale)
+    needed = out_w * out_h * 3
+    buffer = getattr(_buffers, "array", None)
+    if buffer is None or buffer.size < needed:
+        buffer = _buffers.array = np.empty(needed, dtype=np.uint8)
+    try:
+        pixels = simplejpeg.decode_jpeg(data, "RGB", min_width=out_w, min_height=out_h, buffer=buffer)
+    except ValueError as exc:  # strict: truncated or corrupt data is an error, not a grey band
+        raise ImageError(ImageErrorCode.CORRUPT, f"cannot decode JPEG: {exc}") from exc
+    img = Image.fromarray(pixels, "RGB")
+    transpose = _ORIENTATION.get(header.getexif().get(_EXIF_ORIENTATION, 1))
+    if transpose is not None:
+        img = img.transpose(transpose)
+    if img.size != size:
+        img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    # A copy, never a view of the buffer that the next image on this thread overwrites.
+    return np.array(img, dtype=np.uint8)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -65,10 +65,10 @@ class ModelManager:
             raise ModelUnavailable("no model is loaded yet")
         return self.current
 
-    def _build(self, path: Path) -> tuple[ModelMetadata, Runner, Policy]:
+    def _build(self, path: Path, loop: asyncio.AbstractEventLoop) -> tuple[ModelMetadata, Runner, Policy]:
         metadata = load_metadata(path)
         policy = Policy(list(metadata.class_names), metadata.benign_class, metadata.thresholds, self._overrides)
-        runner = make_runner(RunnerSpec(str(path), self._config, self._decode, self._batch.max_batch_size))
+        runner = make_runner(RunnerSpec(str(path), self._config, self._decode, self._batch.max_batch_size), loop)
         return metadata, runner, policy
 
     def _candidates(self) -> list[Path]:
@@ -95,15 +95,17 @@ class ModelManager:
             for path in candidates:
                 started = time.perf_counter()
                 try:
-                    metadata, runner, policy = await asyncio.to_thread(self._build, path)
+                    metadata, runner, policy = await asyncio.to_thread(self._build, path,
+                                                                       asyncio.get_running_loop())
                 except Exception as exc:
                     self._failed.add(path)
                     self._metrics.model_loads.labels("failed").inc()
                     log.error("model %s failed to load, keeping %s: %s", path,
                               self.current.path if self.current else "none", exc)
                     continue
+                run = getattr(runner, "run_async", runner.run)  # the process runner's I/O is on this loop
                 await self._swap(LoadedModel(metadata, runner, policy, Batcher(
-                    runner.run, self._batch, self._metrics, slots=runner.slots), path), started)
+                    run, self._batch, self._metrics, slots=runner.slots), path), started)
                 return True
             if self.current is None:
                 raise ModelUnavailable(f"no version under {self._config.repository}/{self._config.name}/ loads; "

@@ -81,7 +81,7 @@ def test_image_installs_runtime_dependencies_only_at_the_pinned_versions():
     optional = {"tensorflow", "keras"}  # only the savedmodel/keras engines: runtime-tensorflow target
     distributions = {"grpc": "grpcio", "grpc_health": "grpcio-health-checking", "grpc_reflection":
                      "grpcio-reflection", "google": "protobuf", "aiohttp": "aiohttp", "yarl": "aiohttp",
-                     "PIL": "pillow", "numpy": "numpy", "onnxruntime": "onnxruntime",
+                     "PIL": "pillow", "simplejpeg": "simplejpeg", "numpy": "numpy", "onnxruntime": "onnxruntime",
                      "prometheus_client": "prometheus-client", "psycopg": "psycopg"}
     local = {"server", "model", "moderation_api", "tfserving_api", "__future__"}
     third_party = {m for m in imported - local - optional if m not in sys.stdlib_module_names}

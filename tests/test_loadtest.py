@@ -27,6 +27,7 @@ from loadtest.generator import (
     latency_summary,
     percentile,
     phased_rate,
+    prepared,
     run_load,
     summarize,
 )
@@ -205,6 +206,30 @@ def test_errors_by_code_and_image_statuses_are_counted():
     assert report.image_statuses == {"IMAGE_OK": 75, "IMAGE_CORRUPT": 75}
     assert report.images == 200
     assert all(r.image_statuses == () for r in report.records if r.code != "OK")
+
+
+def test_prepared_requests_arrive_as_built_and_are_counted_like_messages():
+    class Recording(FakeModeration):
+        def __init__(self) -> None:
+            super().__init__()
+            self.post_ids: list[str] = []
+
+        async def Classify(self, request, context):
+            self.post_ids.append(request.post_id)
+            return await super().Classify(request, context)
+
+    async def body():
+        servicer = Recording()
+        async with fake_server(servicer) as target:
+            report = await run_load(target, requests_factory=prepared(simple_factory(images=2, bad_every=2), 5),
+                                    concurrency=3, duration_s=30, max_requests=20)
+        return servicer, report
+
+    servicer, report = run(body())
+    assert report.requests == report.ok == 20
+    assert report.images == 40  # from Serialized.images: the generator never parsed the bytes
+    assert report.image_statuses == {"IMAGE_OK": 20, "IMAGE_CORRUPT": 20}
+    assert sorted(servicer.post_ids) == sorted(f"p{seq % 5}" for seq in range(20))
 
 
 def test_channels_are_distinct_tcp_connections():

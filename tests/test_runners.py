@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -22,6 +23,7 @@ from server.config import ModelConfig
 from server.decode import DecodeConfig
 from server.runners import PIPE_BYTES, ProcessRunner, RunnerSpec, ThreadRunner
 from tests.conftest import encode
+from tests.fake_model import publish_fake_version
 from tests.harness import ServerThread, make_config
 
 
@@ -85,6 +87,27 @@ def test_killed_worker_fails_only_the_batch_it_held_and_is_replaced(model_repo):
         runner.close()
 
 
+def test_a_batch_queued_behind_the_one_that_died_is_sent_again(model_repo):
+    base = spec(model_repo, 1)
+    runner = ProcessRunner(dataclasses.replace(base, model=dataclasses.replace(base.model, pipeline_depth=2)))
+    try:
+        victim = runner.pids[0]
+        noise = io.BytesIO()
+        Image.fromarray(np.random.default_rng(1).integers(0, 256, (768, 1024, 3), dtype=np.uint8)).save(noise, "JPEG")
+        with ThreadPoolExecutor(2) as pool:
+            running = pool.submit(runner.run, [noise.getvalue()] * 300)
+            time.sleep(0.2)
+            queued = pool.submit(runner.run, [encode((255, 0, 0))])  # waits in the pipe behind it
+            time.sleep(0.2)
+            os.kill(victim, signal.SIGKILL)
+            failed, retried = running.result(60), queued.result(60)
+        assert all(r.error[0] == "INFERENCE_FAILED" for r in failed)
+        assert retried[0].error is None and retried[0].scores.argmax() == 1  # scored by the replacement
+        assert runner.pids[0] != victim
+    finally:
+        runner.close()
+
+
 def test_batches_are_pipelined_and_answered_in_order(model_repo):
     base = spec(model_repo, 1)
     runner = ProcessRunner(dataclasses.replace(base, model=dataclasses.replace(base.model, pipeline_depth=2)))
@@ -92,7 +115,7 @@ def test_batches_are_pipelined_and_answered_in_order(model_repo):
         assert runner.slots == 2
         worker = runner._all[0]
         # Widened pipes: a batch of photos crosses in a few writes, not dozens.
-        assert fcntl.fcntl(worker._outbox.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_BYTES
+        assert fcntl.fcntl(worker.write_fd, fcntl.F_GETPIPE_SZ) == PIPE_BYTES
         colours = [(255, 0, 0), (0, 0, 255), (30, 200, 30), (250, 250, 250)]
         batches = [[encode(c)] * (i + 1) for i, c in enumerate(colours * 3)]
         with ThreadPoolExecutor(4) as pool:
@@ -121,3 +144,46 @@ def test_a_single_channel_uses_every_worker(model_repo, tmp_path):
     finally:
         running.stop()
     assert len(batches) == 2 and min(batches) > 0, batches
+
+
+@pytest.mark.timeout(120)
+def test_on_the_server_loop_a_killed_worker_and_a_rollout_fail_no_call(model_repo, tmp_path):
+    """The process runner's pipes live on the server's event loop: a worker's death is seen
+    there, its replacement is started off it, and a rollout closes the old runner from a
+    thread while calls go on."""
+    config = make_config(model_repo, tmp_path / "audit.sqlite3", model={"runner": "process", "workers": 1})
+    running = ServerThread(config).start()
+    request = pb.ClassifyRequest(post_id="p", images=[pb.ImageInput(id="a", content=encode((0, 200, 0)))])
+    try:
+        with grpc.insecure_channel(running.target) as channel:
+            stub = running.stub(channel)
+            assert stub.Classify(request, timeout=30).results[0].top_class == "ham"
+            old = running.service.models.current.runner
+            victim = old.pids[0]
+            os.kill(victim, signal.SIGKILL)
+            while victim in old.live_pids:  # a batch sent before the loop sees the death fails
+                time.sleep(0.001)
+            # Sent while the replacement loads (~0.5 s): it waits for it.
+            after = stub.Classify(request, timeout=60).results[0]
+            assert after.top_class == "ham", after.status
+            assert old.pids[0] != victim
+            publish_fake_version(model_repo)
+            deadline = time.monotonic() + 30
+            while (response := stub.Classify(request, timeout=30)).model_version != "2":
+                assert response.results[0].top_class == "ham"
+                assert time.monotonic() < deadline, "version 2 was never picked up"
+            old_pids = old.pids
+            deadline = time.monotonic() + 10
+            while any(_alive(pid) for pid in old_pids):
+                assert time.monotonic() < deadline, "the old version's workers did not exit"
+                time.sleep(0.1)
+    finally:
+        running.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
