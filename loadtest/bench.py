@@ -62,16 +62,20 @@ def cpu_info() -> dict[str, Any]:
             "avx2": "avx2" in flags, "avx512f": "avx512f" in flags, "fma": "fma" in flags}
 
 
-def fma_peak_gflops(out_dir: Path, cores: int, avx512: bool, seconds: float = 2.0) -> dict[str, float]:
+def fma_peak_gflops(out_dir: Path, cores: int, avx512: bool, seconds: float = 2.0,
+                    repeats: int = 3) -> dict[str, float]:
     """Sum over cores of the FMA loop's GFLOP/s, all cores running at once (so any clock drop
-    under all-core load is counted). The widest vector unit that is faster wins."""
+    under all-core load is counted), the best of `repeats` runs: on a shared virtual machine a
+    neighbour's load only ever lowers it, and a low peak would flatter every share of it. The
+    widest vector unit that is faster wins."""
     binary = out_dir / "fma_peak"
     subprocess.run(["gcc", "-O3", "-funroll-loops", "-o", str(binary), str(FMA_SOURCE)], check=True)
-    result = {}
-    for isa in ("avx2", "avx512") if avx512 else ("avx2",):
-        procs = [subprocess.Popen([str(binary), isa, str(seconds)], stdout=subprocess.PIPE, text=True)
-                 for _ in range(cores)]
-        result[isa] = round(sum(float(p.communicate()[0]) for p in procs), 1)
+    result: dict[str, float] = {}
+    for _ in range(repeats):
+        for isa in ("avx2", "avx512") if avx512 else ("avx2",):
+            procs = [subprocess.Popen([str(binary), isa, str(seconds)], stdout=subprocess.PIPE, text=True)
+                     for _ in range(cores)]
+            result[isa] = max(result.get(isa, 0.0), round(sum(float(p.communicate()[0]) for p in procs), 1))
     return result
 
 
