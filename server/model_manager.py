@@ -119,7 +119,7 @@ class ModelManager:
         self._metrics.model_loads.labels("ok").inc()
         self._metrics.model_info.clear()
         self._metrics.model_info.labels(metadata.name, str(metadata.version), runner.engine_name).set(1)
-        log.info("model %s version %s loaded and warmed in %.2fs (engine %s, %s runner x%d, classes %s)",
+        log.info("model %s version %s loaded and warmed in %.2fs (engine %s, %s runner, %d batch slots, classes %s)",
                  metadata.name, metadata.version, time.perf_counter() - started, runner.engine_name,
                  self._config.runner, runner.slots, ",".join(metadata.class_names))
         if self._on_loaded is not None:
