@@ -109,6 +109,9 @@ class _NotStarted(WorkerDied):
     """Sent to a worker that died before it began the batch: safe to send again."""
 
 
+STOP = pickle.dumps(None)  # what the worker exits on
+
+
 def _frame(payload: bytes) -> bytes:
     """The header multiprocessing.Connection puts before a message (the worker reads with one)."""
     if len(payload) > 0x7FFFFFFF:
@@ -259,9 +262,6 @@ class _Worker:
         for transport in (self._reader, self._writer):
             if transport is not None and not transport.is_closing():
                 transport.close()
-
-
-STOP = pickle.dumps(None)
 
 
 class ProcessRunner:

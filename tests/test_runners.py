@@ -32,6 +32,18 @@ def spec(model_repo, workers: int) -> RunnerSpec:
                       DecodeConfig(), warmup_batch=4)
 
 
+def one_pipelined_worker(model_repo) -> ProcessRunner:
+    base = spec(model_repo, 1)
+    return ProcessRunner(dataclasses.replace(base, model=dataclasses.replace(base.model, pipeline_depth=2)))
+
+
+def noise_photo(seed: int) -> bytes:
+    """A 1024x768 JPEG of noise: 300 of them keep a worker decoding for a second or more."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (768, 1024, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
 def test_process_and_thread_runners_agree(model_repo):
     items = [encode((r, 255 - r, 40)) for r in range(0, 256, 32)] + [b"not an image"]
     process = ProcessRunner(spec(model_repo, 2))
@@ -70,9 +82,7 @@ def test_killed_worker_fails_only_the_batch_it_held_and_is_replaced(model_repo):
     runner = ProcessRunner(spec(model_repo, 1))
     try:
         victim = runner.pids[0]
-        noise = io.BytesIO()
-        Image.fromarray(np.random.default_rng(0).integers(0, 256, (768, 1024, 3), dtype=np.uint8)).save(noise, "JPEG")
-        big = [noise.getvalue()] * 300  # a second or more of decoding
+        big = [noise_photo(0)] * 300  # a second or more of decoding
         with ThreadPoolExecutor(1) as pool:
             held = pool.submit(runner.run, big)
             time.sleep(0.2)
@@ -88,14 +98,11 @@ def test_killed_worker_fails_only_the_batch_it_held_and_is_replaced(model_repo):
 
 
 def test_a_batch_queued_behind_the_one_that_died_is_sent_again(model_repo):
-    base = spec(model_repo, 1)
-    runner = ProcessRunner(dataclasses.replace(base, model=dataclasses.replace(base.model, pipeline_depth=2)))
+    runner = one_pipelined_worker(model_repo)
     try:
         victim = runner.pids[0]
-        noise = io.BytesIO()
-        Image.fromarray(np.random.default_rng(1).integers(0, 256, (768, 1024, 3), dtype=np.uint8)).save(noise, "JPEG")
         with ThreadPoolExecutor(2) as pool:
-            running = pool.submit(runner.run, [noise.getvalue()] * 300)
+            running = pool.submit(runner.run, [noise_photo(1)] * 300)
             time.sleep(0.2)
             queued = pool.submit(runner.run, [encode((255, 0, 0))])  # waits in the pipe behind it
             time.sleep(0.2)
@@ -109,8 +116,7 @@ def test_a_batch_queued_behind_the_one_that_died_is_sent_again(model_repo):
 
 
 def test_batches_are_pipelined_and_answered_in_order(model_repo):
-    base = spec(model_repo, 1)
-    runner = ProcessRunner(dataclasses.replace(base, model=dataclasses.replace(base.model, pipeline_depth=2)))
+    runner = one_pipelined_worker(model_repo)
     try:
         assert runner.slots == 2
         worker = runner._all[0]
