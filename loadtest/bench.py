@@ -10,7 +10,9 @@ on this machine, printed as ratios, written to var/bench/ and into the README.
    inference + the server CPU of one empty RPC; floor = cores / that sum.
 4. The server on inline JPEG bytes, on URLs from a loopback image host, with batching off, and
    the naive path (Keras predict per call, no batching), by the same load generator; single
-   channel and 8 channels; a 4-image post's latency at half of saturation; RSS and start time.
+   channel and 8 channels; a 4-image post's latency at half of saturation, beside what an
+   ideal queue with no overhead would give at the same rate (loadtest.queue_model); RSS and
+   start time.
 
 The load generator runs on the same 2 cores as the server (there is nowhere else to run it),
 so every server figure is a little pessimistic; its CPU use is reported beside them. It sends
@@ -41,6 +43,7 @@ import numpy as np
 from loadtest.generator import find_saturation, prepared, run_load
 from loadtest.image_host import ImageHost
 from loadtest.images import ensure_images
+from loadtest.queue_model import ideal_post_latency
 from model.repository import latest_version_dir, load_metadata
 from moderation_api.v1 import moderation_pb2 as pb
 
@@ -284,12 +287,31 @@ def fixed_load(target: str, factory, concurrency: int, seconds: float, channels:
             "errors": report.errors, "requests": report.requests}
 
 
-def post4_half_load(target: str, photos: list[bytes], saturation_images_per_s: float, seconds: float) -> dict[str, Any]:
+def post4_half_load(server: ServerProcess, photos: list[bytes], saturation_images_per_s: float, seconds: float,
+                    workers: int, warm_image_ms: float) -> dict[str, Any]:
     """4-image posts, Poisson arrivals, at half the image throughput of saturation. Its p99 rests
-    on the slowest 1% of posts, so it runs long enough for that to be several posts."""
+    on the slowest 1% of posts, so it runs long enough for that to be a score of posts.
+
+    Beside it, what an ideal queue (loadtest.queue_model: no overhead, FIFO over the workers)
+    gives at the same rate, once with the worker CPU per image measured during this load and
+    once with the back-to-back decode + inference time of the floor: the first separates the
+    server's own overhead from queueing, the second shows what idle cores' slower work costs."""
     rate = saturation_images_per_s / 2 / 4
-    result = fixed_load(target, inline_requests(photos, 4), 64, seconds, rate=rate)
-    result["rate_posts_per_s"] = round(rate, 1)
+    pids = server.pids()
+    before = [cpu_seconds(p) for p in pids]
+    report = asyncio.run(run_load(server.target, requests_factory=inline_requests(photos, 4), concurrency=64,
+                                  duration_s=seconds, warmup_s=1.0, rate=rate, arrivals="poisson", keep_records=False))
+    spent = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
+    images = report.images + 4 * report.warmup_requests
+    result = {"images_per_s": round(report.images_per_s, 1), "requests_per_s": round(report.ok_rps, 1),
+              "p50_ms": round(report.latency_ms["p50"], 1), "p99_ms": round(report.latency_ms["p99"], 1),
+              "errors": report.errors, "requests": report.requests, "rate_posts_per_s": round(rate, 1),
+              "front_cpu_ms_per_image": round(spent[0] / images * 1000, 2),
+              "workers_cpu_ms_per_image": round(sum(spent[1:]) / images * 1000, 2)}
+    for name, image_ms in (("ideal_at_measured", result["workers_cpu_ms_per_image"]), ("ideal_at_warm", warm_image_ms)):
+        ideal = ideal_post_latency(rate, 4, image_ms / 1000, workers)
+        result[name] = {"image_ms": round(image_ms, 2), "p50_ms": ideal.p50_ms, "p99_ms": ideal.p99_ms,
+                        "utilisation": ideal.utilisation}
     return result
 
 
@@ -400,7 +422,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             servers["at_8_concurrent_1ch"] = fixed_load(default.target, inline_requests(photos), 8, step)
             servers["at_8_concurrent_8ch"] = fixed_load(default.target, inline_requests(photos), 8, step, channels=8)
             best = max(servers["inline_1ch"]["best_images_per_s"], servers["inline_8ch"]["best_images_per_s"])
-            servers["post4_half_load"] = post4_half_load(default.target, photos, best, args.post_s)
+            warm_image_ms = decode + infer_ms
+            servers["post4_half_load"] = post4_half_load(default, photos, best, args.post_s, cores, warm_image_ms)
             servers["rss"] = default.rss()
             say(f"  4-image posts at half load: {servers['post4_half_load']}; rss {servers['rss']}")
         finally:
@@ -411,7 +434,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 servers["int8_inline_1ch"] = saturate(quantized.target, inline_requests(photos), 1, (4, 8, 16, 32),
                                                       step)
                 servers["int8_post4_half_load"] = post4_half_load(
-                    quantized.target, photos, servers["int8_inline_1ch"]["best_images_per_s"], args.post_s)
+                    quantized, photos, servers["int8_inline_1ch"]["best_images_per_s"], args.post_s, cores,
+                    decode + 1000 / engine[f"int8_{cores}_processes_x_1thread"] * cores)
                 say(f"  int8: {servers['int8_inline_1ch']['best_images_per_s']} img/s; 4-image posts at half load: "
                     f"{servers['int8_post4_half_load']}")
             finally:
@@ -489,6 +513,7 @@ def markdown(r: dict[str, Any]) -> str:
         (f"4-image posts at half load ({s['post4_half_load']['rate_posts_per_s']} posts/s, open loop)",
          f"p50 {s['post4_half_load']['p50_ms']} ms, p99 {s['post4_half_load']['p99_ms']} ms",
          f"p99/p50 = {q['post4_p99_over_p50']} (target <= 3, p99 < 100 ms)"),
+        *ideal_rows(r),
         *int8_rows(r),
         ("RSS: front process + workers", f"{s['rss']['front_mb']} + {s['rss']['workers_mb']} MB",
          "target < 200 MB per process"),
@@ -505,6 +530,21 @@ def markdown(r: dict[str, Any]) -> str:
              "| what | measured | ratio |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines) + "\n"
+
+
+def ideal_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    post, cores = r["server"]["post4_half_load"], r["machine"]["cores"]
+    if "ideal_at_measured" not in post:  # a bench.json from before the queue model
+        return []
+    rows = [("4-image posts at half load: CPU per image, front process / workers",
+             f"{post['front_cpu_ms_per_image']} / {post['workers_cpu_ms_per_image']} ms", "")]
+    for key, what in (("ideal_at_measured", "the workers' CPU per image under this load"),
+                      ("ideal_at_warm", "back-to-back decode + inference (the floor's)")):
+        ideal = post[key]
+        rows.append((f"Ideal queue at the same rate (no overhead, FIFO over {cores} workers), {ideal['image_ms']} ms "
+                     f"per image: {what}", f"p50 {ideal['p50_ms']} ms, p99 {ideal['p99_ms']} ms",
+                     f"p99/p50 = {ideal['p99_ms'] / ideal['p50_ms']:.2f}; utilisation {ideal['utilisation']:.2f}"))
+    return rows
 
 
 def int8_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -542,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="var/bench")
     parser.add_argument("--step-s", type=float, default=6.0, help="seconds per load step")
     parser.add_argument("--engine-s", type=float, default=3.0, help="seconds per engine measurement")
-    parser.add_argument("--post-s", type=float, default=30.0, help="seconds of 4-image posts at half load")
+    parser.add_argument("--post-s", type=float, default=60.0, help="seconds of 4-image posts at half load")
     parser.add_argument("--readme", default="README.md", help="README to update ('' to leave it alone)")
     parser.add_argument("--render", metavar="BENCH_JSON", help="only re-render the table from an earlier run")
     args = parser.parse_args(argv)

@@ -108,6 +108,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class BatchConfig:
     max_batch_size: int = 8  # per runner slot: one worker; larger batches only cost memory (bench)
+    # How long a freed slot waits for company while every other slot is busy (an idle slot
+    # beside it means spare capacity: the image goes at once).
     max_queue_delay_ms: float = 2.0
     max_queued_images: int = 512  # beyond it: RESOURCE_EXHAUSTED
 

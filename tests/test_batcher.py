@@ -97,7 +97,8 @@ def test_queue_bound_rejects_fast():
     assert [int(r[0]) for r in done] == [1, 2, 3]
 
 
-def test_lone_image_waits_at_most_the_queue_delay():
+def lone_image_wait(delay_ms: float, slots: int) -> float:
+    """Seconds from one image's submit to the engine call that scores it, nothing else queued."""
     called_at: list[float] = []
 
     def predict(items):
@@ -109,10 +110,20 @@ def test_lone_image_waits_at_most_the_queue_delay():
         await batcher.submit(image(7))
         return started
 
-    started = asyncio.run(with_batcher(predict, BatchConfig(max_batch_size=8, max_queue_delay_ms=100), body))
-    waited = called_at[0] - started
-    # It waited for company (about 100 ms), but not much longer: generous margin for a busy machine.
-    assert 0.08 <= waited < 1.0
+    started = asyncio.run(with_batcher(predict, BatchConfig(max_batch_size=8, max_queue_delay_ms=delay_ms), body,
+                                       slots=slots))
+    return called_at[0] - started
+
+
+def test_lone_image_waits_at_most_the_queue_delay():
+    # One slot, so nothing is idle beside it: it waits for company (about 100 ms), but not
+    # much longer; generous margin for a busy machine.
+    assert 0.08 <= lone_image_wait(100, slots=1) < 1.0
+
+
+def test_with_another_slot_idle_an_image_goes_without_waiting_for_company():
+    # A second slot idle means spare capacity: waiting would only add the delay to its latency.
+    assert lone_image_wait(2000, slots=2) < 1.0
 
 
 def test_full_batch_goes_without_waiting_for_the_delay():
