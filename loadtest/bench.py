@@ -279,9 +279,16 @@ def saturate(target: str, factory, channels: int, levels: tuple[int, ...], step_
 
 def fixed_load(target: str, factory, concurrency: int, seconds: float, channels: int = 1,
                rate: float | None = None) -> dict[str, Any]:
-    report = asyncio.run(run_load(target, requests_factory=factory, concurrency=concurrency, channels=channels,
-                                  duration_s=seconds, warmup_s=1.0, rate=rate, arrivals="poisson",
-                                  keep_records=False))
+    return load_summary(fixed_load_report(target, factory, concurrency, seconds, channels, rate))
+
+
+def fixed_load_report(target: str, factory, concurrency: int, seconds: float, channels: int = 1,
+                rate: float | None = None):
+    return asyncio.run(run_load(target, requests_factory=factory, concurrency=concurrency, channels=channels,
+                                duration_s=seconds, warmup_s=1.0, rate=rate, arrivals="poisson", keep_records=False))
+
+
+def load_summary(report) -> dict[str, Any]:
     return {"images_per_s": round(report.images_per_s, 1), "requests_per_s": round(report.ok_rps, 1),
             "p50_ms": round(report.latency_ms["p50"], 1), "p99_ms": round(report.latency_ms["p99"], 1),
             "errors": report.errors, "requests": report.requests}
@@ -297,15 +304,12 @@ def post4_half_load(server: ServerProcess, photos: list[bytes], saturation_image
     once with the back-to-back decode + inference time of the floor: the first separates the
     server's own overhead from queueing, the second shows what idle cores' slower work costs."""
     rate = saturation_images_per_s / 2 / 4
-    pids = server.pids()
+    pids = server.pids()  # the front, then its children: workers and the (idle) resource tracker
     before = [cpu_seconds(p) for p in pids]
-    report = asyncio.run(run_load(server.target, requests_factory=inline_requests(photos, 4), concurrency=64,
-                                  duration_s=seconds, warmup_s=1.0, rate=rate, arrivals="poisson", keep_records=False))
+    report = fixed_load_report(server.target, inline_requests(photos, 4), 64, seconds, rate=rate)
     spent = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
-    images = report.images + 4 * report.warmup_requests
-    result = {"images_per_s": round(report.images_per_s, 1), "requests_per_s": round(report.ok_rps, 1),
-              "p50_ms": round(report.latency_ms["p50"], 1), "p99_ms": round(report.latency_ms["p99"], 1),
-              "errors": report.errors, "requests": report.requests, "rate_posts_per_s": round(rate, 1),
+    images = report.images + 4 * report.warmup_requests  # the CPU was counted over the warm-up too
+    result = {**load_summary(report), "rate_posts_per_s": round(rate, 1),
               "front_cpu_ms_per_image": round(spent[0] / images * 1000, 2),
               "workers_cpu_ms_per_image": round(sum(spent[1:]) / images * 1000, 2)}
     for name, image_ms in (("ideal_at_measured", result["workers_cpu_ms_per_image"]), ("ideal_at_warm", warm_image_ms)):
@@ -433,9 +437,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 servers["int8_inline_1ch"] = saturate(quantized.target, inline_requests(photos), 1, (4, 8, 16, 32),
                                                       step)
+                int8_infer_ms = 1000 * cores / engine[f"int8_{cores}_processes_x_1thread"]  # per image, per core
                 servers["int8_post4_half_load"] = post4_half_load(
                     quantized, photos, servers["int8_inline_1ch"]["best_images_per_s"], args.post_s, cores,
-                    decode + 1000 / engine[f"int8_{cores}_processes_x_1thread"] * cores)
+                    decode + int8_infer_ms)
                 say(f"  int8: {servers['int8_inline_1ch']['best_images_per_s']} img/s; 4-image posts at half load: "
                     f"{servers['int8_post4_half_load']}")
             finally:

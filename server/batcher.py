@@ -4,8 +4,8 @@ An image waits at most `max_queue_delay_ms` for company when a runner slot frees
 slot is idle (with spare capacity it goes at once); while every slot is busy, newcomers queue,
 and each slot that frees takes an even share of the queue (up to `max_batch_size`), so batches
 grow with load by themselves while the oldest calls are spread over every slot rather than all
-waiting for one long batch. The queue is bounded: past
-`max_queued_images`, submit() fails fast."""
+waiting for one long batch. The queue is bounded: past `max_queued_images`, submit() fails
+fast."""
 
 from __future__ import annotations
 
@@ -90,8 +90,8 @@ class Batcher:
             # A slot is free. While every other slot is busy, give the oldest image a short while
             # to gather company: the engine is the bottleneck then, and fuller batches cost it less
             # per image. With another slot idle there is spare capacity, and waiting would only add
-            # the delay to the call's latency (measured: -3 ms at the p50 of 4-image posts at half
-            # load, the same saturation throughput).
+            # the delay to the call's latency (measured: median p50 of 4-image posts at half load
+            # 33.9 against 38.4 ms).
             first_at = self._pending[0][2]
             while (not self._idle_slots and len(self._pending) < self._config.max_batch_size
                    and not self._closing):
