@@ -11,8 +11,8 @@ AUDIT_URL ?= sqlite:///var/audit.sqlite3
 DATASET ?= data/datasets/$(MODEL_NAME)
 DEMO_PER_CLASS ?= 1200
 DEBIAN_PACKAGES := fonts-dejavu-core fonts-noto-cjk mate-backgrounds prometheus chromium chromium-driver
-PROTO := proto/moderation_api/v1/moderation.proto proto/moderation_api/v1/audit.proto proto/tfserving_api/tensor.proto proto/tfserving_api/predict.proto proto/kserve_v2/grpc_predict_v2.proto
-GENERATED := moderation_api/v1/moderation_pb2.py moderation_api/v1/moderation_pb2_grpc.py moderation_api/v1/audit_pb2_grpc.py tfserving_api/predict_pb2_grpc.py kserve_v2/grpc_predict_v2_pb2_grpc.py
+PROTO := proto/moderation_api/v1/moderation.proto proto/moderation_api/v1/audit.proto proto/moderation_api/tfserving/tensor.proto proto/moderation_api/tfserving/predict.proto proto/moderation_api/kserve_v2/grpc_predict_v2.proto
+GENERATED := moderation_api/v1/moderation_pb2.py moderation_api/v1/moderation_pb2_grpc.py moderation_api/v1/audit_pb2_grpc.py moderation_api/tfserving/predict_pb2_grpc.py moderation_api/kserve_v2/grpc_predict_v2_pb2_grpc.py
 
 .PHONY: run setup system-deps venv proto model train evaluate benchmark-model test lint bench clean help cluster cluster-down chaos review
 
@@ -91,12 +91,12 @@ test: setup lint
 # REVIEW_ARGS: e.g. --review-target host:port --fetch-allow 10.0.0.0/8; the token from
 # MODERATION_REVIEW_TOKEN (or --review-token-file), else a random one is logged.
 review: setup
-	$(PY) -m server.review $(REVIEW_ARGS)
+	$(PY) -m review $(REVIEW_ARGS)
 
 # Serving speed, side by side in one run; writes var/bench/ and the README's table.
 # The opt-in int8 model is measured beside float32, so it is added first if the version has none.
 bench: model
-	$(PY) -m model.quantize --models $(MODELS) --name $(MODEL_NAME) --if-missing || echo "no accepted int8 model: float32 only"
+	$(PY) -m training.quantize --models $(MODELS) --name $(MODEL_NAME) --if-missing || echo "no accepted int8 model: float32 only"
 	$(PY) -m loadtest.bench --models $(MODELS) --name $(MODEL_NAME)
 
 # KServe against this server on this machine, by the same load generator: see loadtest/frameworks.py.
@@ -125,4 +125,4 @@ clean:
 # QUANTIZE_ARGS: e.g. --auc-margin 0.002 --calibration-images 400.
 .PHONY: quantize
 quantize: setup
-	$(PY) -m model.quantize $(VERSION_DIR) --models $(MODELS) --name $(MODEL_NAME) $(QUANTIZE_ARGS)
+	$(PY) -m training.quantize $(VERSION_DIR) --models $(MODELS) --name $(MODEL_NAME) $(QUANTIZE_ARGS)

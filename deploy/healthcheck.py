@@ -29,11 +29,16 @@ def channel(target: str) -> grpc.Channel:
     env = os.environ
     if not env.get("MODERATION_SERVER_TLS_CERT"):
         return grpc.insecure_channel(target)
-    ca = env.get("MODERATION_HEALTHCHECK_CA") or env.get("MODERATION_SERVER_TLS_CLIENT_CA") \
+    ca = (
+        env.get("MODERATION_HEALTHCHECK_CA")
+        or env.get("MODERATION_SERVER_TLS_CLIENT_CA")
         or env["MODERATION_SERVER_TLS_CERT"]
+    )
     credentials = grpc.ssl_channel_credentials(
-        root_certificates=_read(ca), private_key=_read(env.get("MODERATION_HEALTHCHECK_CLIENT_KEY", "")),
-        certificate_chain=_read(env.get("MODERATION_HEALTHCHECK_CLIENT_CERT", "")))
+        root_certificates=_read(ca),
+        private_key=_read(env.get("MODERATION_HEALTHCHECK_CLIENT_KEY", "")),
+        certificate_chain=_read(env.get("MODERATION_HEALTHCHECK_CLIENT_CERT", "")),
+    )
     # The certificate names the service's DNS name, not 127.0.0.1.
     override = env.get("MODERATION_HEALTHCHECK_SERVER_NAME", "")
     options = [("grpc.ssl_target_name_override", override)] if override else []
@@ -49,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with channel(args.target) as ch:
-            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=args.service),
-                                                         timeout=args.timeout)
+            reply = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
     except grpc.RpcError as exc:
         print(f"unhealthy: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1

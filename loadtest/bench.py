@@ -61,12 +61,19 @@ def cpu_info() -> dict[str, Any]:
     flags = set((re.search(r"flags\s*:\s*(.+)", text) or [None, ""])[1].split())
     cores = len(os.sched_getaffinity(0))
     ghz = (max(mhz) if mhz else 0.0) / 1000
-    return {"model": model.group(1).strip() if model else platform.processor(), "cores": cores, "ghz": round(ghz, 3),
-            "avx2": "avx2" in flags, "avx512f": "avx512f" in flags, "fma": "fma" in flags}
+    return {
+        "model": model.group(1).strip() if model else platform.processor(),
+        "cores": cores,
+        "ghz": round(ghz, 3),
+        "avx2": "avx2" in flags,
+        "avx512f": "avx512f" in flags,
+        "fma": "fma" in flags,
+    }
 
 
-def fma_peak_gflops(out_dir: Path, cores: int, avx512: bool, seconds: float = 2.0,
-                    repeats: int = 3) -> dict[str, float]:
+def fma_peak_gflops(
+    out_dir: Path, cores: int, avx512: bool, seconds: float = 2.0, repeats: int = 3
+) -> dict[str, float]:
     """Sum over cores of the FMA loop's GFLOP/s, all cores running at once (so any clock drop
     under all-core load is counted), the best of `repeats` runs: on a shared virtual machine a
     neighbour's load only ever lowers it, and a low peak would flatter every share of it. The
@@ -76,8 +83,10 @@ def fma_peak_gflops(out_dir: Path, cores: int, avx512: bool, seconds: float = 2.
     result: dict[str, float] = {}
     for _ in range(repeats):
         for isa in ("avx2", "avx512") if avx512 else ("avx2",):
-            procs = [subprocess.Popen([str(binary), isa, str(seconds)], stdout=subprocess.PIPE, text=True)
-                     for _ in range(cores)]
+            procs = [
+                subprocess.Popen([str(binary), isa, str(seconds)], stdout=subprocess.PIPE, text=True)
+                for _ in range(cores)
+            ]
             result[isa] = max(result.get(isa, 0.0), round(sum(float(p.communicate()[0]) for p in procs), 1))
     return result
 
@@ -97,8 +106,10 @@ def model_flops(onnx_file: Path) -> float:
     from onnx import shape_inference
 
     model = shape_inference.infer_shapes(onnx.load(str(onnx_file)))
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input)}
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input)
+    }
     weights = {i.name: list(i.dims) for i in model.graph.initializer}
     total = 0.0
     for node in model.graph.node:
@@ -115,7 +126,7 @@ def model_flops(onnx_file: Path) -> float:
 
 
 def _session(onnx_file: str, threads: int):
-    from server.engines.onnx_engine import OnnxEngine
+    from server.serving.engines.onnx_engine import OnnxEngine
 
     return OnnxEngine(onnx_file, threads=threads)
 
@@ -141,7 +152,7 @@ def engine_processes_images_per_s(onnx_file: str, size: int, batch: int, process
 
 
 def decode_ms(photos: list[bytes], size: int, seconds: float = 3.0) -> float:
-    from server.decode import decode_image
+    from model.preprocess import decode_image
 
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -185,9 +196,26 @@ class ServerProcess:
     def __init__(self, repo: Path, extra: list[str], workdir: Path, allow: str = ""):
         self.port = free_port()
         self.workdir = workdir
-        args = [sys.executable, "-m", "server.main", "--model-repository", str(repo), "--server-port",
-                str(self.port), "--server-metrics-port", "-1", "--audit-url", f"sqlite:///{workdir}/audit.sqlite3",
-                "--model-poll-interval-s", "0", "--server-drain-delay-s", "0", "--log-level", "WARNING", *extra]
+        args = [
+            sys.executable,
+            "-m",
+            "server.main",
+            "--model-repository",
+            str(repo),
+            "--server-port",
+            str(self.port),
+            "--server-metrics-port",
+            "-1",
+            "--audit-url",
+            f"sqlite:///{workdir}/audit.sqlite3",
+            "--model-poll-interval-s",
+            "0",
+            "--server-drain-delay-s",
+            "0",
+            "--log-level",
+            "WARNING",
+            *extra,
+        ]
         if allow:
             args += ["--fetch-allow", allow]
         self.log = open(workdir / f"server-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
@@ -226,8 +254,11 @@ class ServerProcess:
 
     def rss(self) -> dict[str, float]:
         pids = self.pids()
-        return {"front_mb": round(rss_mb(pids[0]), 1), "workers_mb": [round(rss_mb(p), 1) for p in pids[1:]],
-                "total_mb": round(sum(rss_mb(p) for p in pids), 1)}
+        return {
+            "front_mb": round(rss_mb(pids[0]), 1),
+            "workers_mb": [round(rss_mb(p), 1) for p in pids[1:]],
+            "total_mb": round(sum(rss_mb(p) for p in pids), 1),
+        }
 
     def cpu(self) -> float:
         return sum(cpu_seconds(p) for p in self.pids())
@@ -247,55 +278,105 @@ class ServerProcess:
 def inline_requests(photos: list[bytes], per_request: int = 1):
     """The seq-th request holds the next `per_request` photos, prepared once (they repeat every
     len(photos) calls)."""
+
     def make(seq: int) -> pb.ClassifyRequest:
-        return pb.ClassifyRequest(post_id=f"bench-{seq % len(photos)}", images=[
-            pb.ImageInput(id=str(i), content=photos[(seq * per_request + i) % len(photos)])
-            for i in range(per_request)])
+        return pb.ClassifyRequest(
+            post_id=f"bench-{seq % len(photos)}",
+            images=[
+                pb.ImageInput(id=str(i), content=photos[(seq * per_request + i) % len(photos)])
+                for i in range(per_request)
+            ],
+        )
+
     return prepared(make, len(photos))
 
 
 def url_requests(urls: list[str]):
     def make(seq: int) -> pb.ClassifyRequest:
         return pb.ClassifyRequest(post_id=f"bench-{seq}", images=[pb.ImageInput(id="0", url=urls[seq % len(urls)])])
+
     return make
 
 
 def saturate(target: str, factory, channels: int, levels: tuple[int, ...], step_s: float) -> dict[str, Any]:
     own = os.times()
-    result = asyncio.run(find_saturation(target, requests_factory=factory, levels=levels, step_duration_s=step_s,
-                                         warmup_s=1.0, channels=channels, stop_after_decline=2))
+    result = asyncio.run(
+        find_saturation(
+            target,
+            requests_factory=factory,
+            levels=levels,
+            step_duration_s=step_s,
+            warmup_s=1.0,
+            channels=channels,
+            stop_after_decline=2,
+        )
+    )
     spent = os.times()
     wall = sum(r.elapsed_s for r in result.reports)
     best = result.best
-    return {"channels": channels, "best_images_per_s": round(best.images_per_s, 1),
-            "best_concurrency": best.concurrency,
-            "p50_ms": round(best.latency_ms["p50"], 1), "p99_ms": round(best.latency_ms["p99"], 1),
-            "errors": best.errors,
-            "steps": [{"concurrency": s.concurrency, "images_per_s": round(s.images_per_s, 1),
-                       "p50_ms": round(s.latency_ms["p50"], 1), "p99_ms": round(s.latency_ms["p99"], 1)}
-                      for s in result.steps],
-            "generator_cpu_share": round((spent.user + spent.system - own.user - own.system) / wall, 2)}
+    return {
+        "channels": channels,
+        "best_images_per_s": round(best.images_per_s, 1),
+        "best_concurrency": best.concurrency,
+        "p50_ms": round(best.latency_ms["p50"], 1),
+        "p99_ms": round(best.latency_ms["p99"], 1),
+        "errors": best.errors,
+        "steps": [
+            {
+                "concurrency": s.concurrency,
+                "images_per_s": round(s.images_per_s, 1),
+                "p50_ms": round(s.latency_ms["p50"], 1),
+                "p99_ms": round(s.latency_ms["p99"], 1),
+            }
+            for s in result.steps
+        ],
+        "generator_cpu_share": round((spent.user + spent.system - own.user - own.system) / wall, 2),
+    }
 
 
-def fixed_load(target: str, factory, concurrency: int, seconds: float, channels: int = 1,
-               rate: float | None = None) -> dict[str, Any]:
+def fixed_load(
+    target: str, factory, concurrency: int, seconds: float, channels: int = 1, rate: float | None = None
+) -> dict[str, Any]:
     return load_summary(fixed_load_report(target, factory, concurrency, seconds, channels, rate))
 
 
-def fixed_load_report(target: str, factory, concurrency: int, seconds: float, channels: int = 1,
-                rate: float | None = None):
-    return asyncio.run(run_load(target, requests_factory=factory, concurrency=concurrency, channels=channels,
-                                duration_s=seconds, warmup_s=1.0, rate=rate, arrivals="poisson", keep_records=False))
+def fixed_load_report(
+    target: str, factory, concurrency: int, seconds: float, channels: int = 1, rate: float | None = None
+):
+    return asyncio.run(
+        run_load(
+            target,
+            requests_factory=factory,
+            concurrency=concurrency,
+            channels=channels,
+            duration_s=seconds,
+            warmup_s=1.0,
+            rate=rate,
+            arrivals="poisson",
+            keep_records=False,
+        )
+    )
 
 
 def load_summary(report) -> dict[str, Any]:
-    return {"images_per_s": round(report.images_per_s, 1), "requests_per_s": round(report.ok_rps, 1),
-            "p50_ms": round(report.latency_ms["p50"], 1), "p99_ms": round(report.latency_ms["p99"], 1),
-            "errors": report.errors, "requests": report.requests}
+    return {
+        "images_per_s": round(report.images_per_s, 1),
+        "requests_per_s": round(report.ok_rps, 1),
+        "p50_ms": round(report.latency_ms["p50"], 1),
+        "p99_ms": round(report.latency_ms["p99"], 1),
+        "errors": report.errors,
+        "requests": report.requests,
+    }
 
 
-def post4_half_load(server: ServerProcess, photos: list[bytes], saturation_images_per_s: float, seconds: float,
-                    workers: int, warm_image_ms: float) -> dict[str, Any]:
+def post4_half_load(
+    server: ServerProcess,
+    photos: list[bytes],
+    saturation_images_per_s: float,
+    seconds: float,
+    workers: int,
+    warm_image_ms: float,
+) -> dict[str, Any]:
     """4-image posts, Poisson arrivals, at half the image throughput of saturation. Its p99 rests
     on the slowest 1% of posts, so it runs long enough for that to be a score of posts.
 
@@ -309,13 +390,20 @@ def post4_half_load(server: ServerProcess, photos: list[bytes], saturation_image
     report = fixed_load_report(server.target, inline_requests(photos, 4), 64, seconds, rate=rate)
     spent = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
     images = report.images + 4 * report.warmup_requests  # the CPU was counted over the warm-up too
-    result = {**load_summary(report), "rate_posts_per_s": round(rate, 1),
-              "front_cpu_ms_per_image": round(spent[0] / images * 1000, 2),
-              "workers_cpu_ms_per_image": round(sum(spent[1:]) / images * 1000, 2)}
+    result = {
+        **load_summary(report),
+        "rate_posts_per_s": round(rate, 1),
+        "front_cpu_ms_per_image": round(spent[0] / images * 1000, 2),
+        "workers_cpu_ms_per_image": round(sum(spent[1:]) / images * 1000, 2),
+    }
     for name, image_ms in (("ideal_at_measured", result["workers_cpu_ms_per_image"]), ("ideal_at_warm", warm_image_ms)):
         ideal = ideal_post_latency(rate, 4, image_ms / 1000, workers)
-        result[name] = {"image_ms": round(image_ms, 2), "p50_ms": ideal.p50_ms, "p99_ms": ideal.p99_ms,
-                        "utilisation": ideal.utilisation}
+        result[name] = {
+            "image_ms": round(image_ms, 2),
+            "p50_ms": ideal.p50_ms,
+            "p99_ms": ideal.p99_ms,
+            "utilisation": ideal.utilisation,
+        }
     return result
 
 
@@ -330,14 +418,23 @@ def empty_rpc_cpu_ms(payload: bytes, calls: int = 2000) -> dict[str, float]:
 
     for kind in ("sync", "aio"):
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "loadtest.echo_server", kind, str(port)],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loadtest.echo_server", kind, str(port)], stdout=subprocess.PIPE, text=True
+        )
         try:
             assert proc.stdout.readline().strip() == "ready"
             fixed_load(f"127.0.0.1:{port}", factory, concurrency=8, seconds=1.0)  # warm
             before = cpu_seconds(proc.pid)
-            report = asyncio.run(run_load(f"127.0.0.1:{port}", requests_factory=factory, concurrency=8,
-                                          max_requests=calls, duration_s=60, keep_records=False))
+            report = asyncio.run(
+                run_load(
+                    f"127.0.0.1:{port}",
+                    requests_factory=factory,
+                    concurrency=8,
+                    max_requests=calls,
+                    duration_s=60,
+                    keep_records=False,
+                )
+            )
             out[kind] = round((cpu_seconds(proc.pid) - before) / report.requests * 1000, 3)
         finally:
             proc.terminate()
@@ -364,9 +461,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     say = print
     say(f"bench: {info['model']}, {cores} cores, model {args.name} v{metadata.version} ({size}x{size})")
 
-    result: dict[str, Any] = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                              "machine": {**info, "kernel": platform.release(), "python": platform.python_version()},
-                              "model": {"name": args.name, "version": metadata.version, "input_size": size}}
+    result: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {**info, "kernel": platform.release(), "python": platform.python_version()},
+        "model": {"name": args.name, "version": metadata.version, "input_size": size},
+    }
     flops = model_flops(Path(onnx_file))
     result["model"]["gflop_per_image"] = round(flops / 1e9, 3)
     fma = fma_peak_gflops(Path(args.out), cores, info["avx512f"])
@@ -375,22 +474,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     info["peak_source"] = "measured: FMA loop on every core at once (loadtest/fma_peak.c)"
     result["machine"].update(info)
     result["sgemm_gflops"] = round(sgemm_gflops(), 1)
-    say(f"  peak {info['peak_gflops']} GFLOP/s ({fma}); numpy sgemm {result['sgemm_gflops']}; "
-        f"model {flops / 1e9:.3f} GFLOP/image")
+    say(
+        f"  peak {info['peak_gflops']} GFLOP/s ({fma}); numpy sgemm {result['sgemm_gflops']}; "
+        f"model {flops / 1e9:.3f} GFLOP/image"
+    )
 
-    engine = {f"batch_{b}_1thread": round(engine_images_per_s(onnx_file, size, b, 1, args.engine_s), 1)
-              for b in (1, 8, 32)}
+    engine = {
+        f"batch_{b}_1thread": round(engine_images_per_s(onnx_file, size, b, 1, args.engine_s), 1) for b in (1, 8, 32)
+    }
     best_batch = max((1, 8, 32), key=lambda b: engine[f"batch_{b}_1thread"])
     engine["best_batch"] = best_batch
     engine[f"{cores}_processes_x_1thread"] = round(
-        engine_processes_images_per_s(onnx_file, size, best_batch, cores, args.engine_s), 1)
-    engine[f"1_process_x_{cores}threads"] = round(engine_images_per_s(onnx_file, size, best_batch, cores,
-                                                                      args.engine_s), 1)
+        engine_processes_images_per_s(onnx_file, size, best_batch, cores, args.engine_s), 1
+    )
+    engine[f"1_process_x_{cores}threads"] = round(
+        engine_images_per_s(onnx_file, size, best_batch, cores, args.engine_s), 1
+    )
     int8 = (metadata.engines or {}).get("onnx_int8") or {}
     int8_ok = bool(int8.get("accepted")) and (version_dir / int8.get("file", "")).is_file()
     if int8_ok:
-        engine[f"int8_{cores}_processes_x_1thread"] = round(engine_processes_images_per_s(
-            str(version_dir / int8["file"]), size, best_batch, cores, args.engine_s), 1)
+        engine[f"int8_{cores}_processes_x_1thread"] = round(
+            engine_processes_images_per_s(str(version_dir / int8["file"]), size, best_batch, cores, args.engine_s), 1
+        )
     raw = max(engine[f"{cores}_processes_x_1thread"], engine[f"1_process_x_{cores}threads"])
     engine["raw_images_per_s"] = raw
     engine["share_of_peak"] = round(raw * flops / 1e9 / info["peak_gflops"], 3)
@@ -402,9 +507,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     infer_ms = 1000 / engine[f"batch_{best_batch}_1thread"]
     per_image = decode + infer_ms + rpc["sync"]
     floor = cores / per_image * 1000
-    result["floor"] = {"decode_ms": round(decode, 2), "inference_ms": round(infer_ms, 2), "empty_rpc_ms": rpc,
-                       "per_image_ms": round(per_image, 2), "images_per_s": round(floor, 1),
-                       "photo_bytes_mean": int(np.mean([len(p) for p in photos]))}
+    result["floor"] = {
+        "decode_ms": round(decode, 2),
+        "inference_ms": round(infer_ms, 2),
+        "empty_rpc_ms": rpc,
+        "per_image_ms": round(per_image, 2),
+        "images_per_s": round(floor, 1),
+        "photo_bytes_mean": int(np.mean([len(p) for p in photos])),
+    }
     say(f"  floor: {result['floor']}")
 
     work = Path(tempfile.mkdtemp(prefix="bench-", dir=args.out))
@@ -435,14 +545,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if int8_ok:
             quantized = ServerProcess(repo, ["--model-engine", "onnx_int8"], work)
             try:
-                servers["int8_inline_1ch"] = saturate(quantized.target, inline_requests(photos), 1, (4, 8, 16, 32),
-                                                      step)
+                servers["int8_inline_1ch"] = saturate(
+                    quantized.target, inline_requests(photos), 1, (4, 8, 16, 32), step
+                )
                 int8_infer_ms = 1000 * cores / engine[f"int8_{cores}_processes_x_1thread"]  # per image, per core
                 servers["int8_post4_half_load"] = post4_half_load(
-                    quantized, photos, servers["int8_inline_1ch"]["best_images_per_s"], args.post_s, cores,
-                    decode + int8_infer_ms)
-                say(f"  int8: {servers['int8_inline_1ch']['best_images_per_s']} img/s; 4-image posts at half load: "
-                    f"{servers['int8_post4_half_load']}")
+                    quantized,
+                    photos,
+                    servers["int8_inline_1ch"]["best_images_per_s"],
+                    args.post_s,
+                    cores,
+                    decode + int8_infer_ms,
+                )
+                say(
+                    f"  int8: {servers['int8_inline_1ch']['best_images_per_s']} img/s; 4-image posts at half load: "
+                    f"{servers['int8_post4_half_load']}"
+                )
             finally:
                 quantized.stop()
         else:
@@ -453,8 +571,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             say(f"  batching off: {servers['batching_off']['best_images_per_s']} img/s")
         finally:
             unbatched.stop()
-        naive = ServerProcess(repo, ["--model-engine", "keras", "--model-runner", "thread", "--model-workers", "1",
-                                     "--model-threads", "0", "--batch-max-batch-size", "1"], work)
+        naive = ServerProcess(
+            repo,
+            [
+                "--model-engine",
+                "loadtest.keras_engine:open_keras_engine",
+                "--model-runner",
+                "thread",
+                "--model-workers",
+                "1",
+                "--model-threads",
+                "0",
+                "--batch-max-batch-size",
+                "1",
+            ],
+            work,
+        )
         try:
             servers["naive_keras"] = fixed_load(naive.target, inline_requests(photos), 8, step)
             servers["naive_keras"]["rss_mb"] = naive.rss()["total_mb"]
@@ -469,8 +601,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     post = servers["post4_half_load"]
     result["ratios"] = {
         "server_inline_vs_floor": round(best_inline / floor, 3),
-        "single_channel_vs_8_channels": round(servers["inline_1ch"]["best_images_per_s"]
-                                              / servers["inline_8ch"]["best_images_per_s"], 3),
+        "single_channel_vs_8_channels": round(
+            servers["inline_1ch"]["best_images_per_s"] / servers["inline_8ch"]["best_images_per_s"], 3
+        ),
         "engine_share_of_peak": engine["share_of_peak"],
         "server_vs_naive_keras": round(best_inline / max(servers["naive_keras"]["images_per_s"], 1e-9), 1),
         "batching_on_vs_off": round(best_inline / servers["batching_off"]["best_images_per_s"], 2),
@@ -479,9 +612,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     if "int8_inline_1ch" in servers:
         result["ratios"]["int8_vs_fp32_server_1ch"] = round(
-            servers["int8_inline_1ch"]["best_images_per_s"] / servers["inline_1ch"]["best_images_per_s"], 2)
+            servers["int8_inline_1ch"]["best_images_per_s"] / servers["inline_1ch"]["best_images_per_s"], 2
+        )
         result["ratios"]["int8_post4_p99_over_p50"] = round(
-            servers["int8_post4_half_load"]["p99_ms"] / servers["int8_post4_half_load"]["p50_ms"], 2)
+            servers["int8_post4_half_load"]["p99_ms"] / servers["int8_post4_half_load"]["p50_ms"], 2
+        )
     return result
 
 
@@ -489,50 +624,91 @@ def markdown(r: dict[str, Any]) -> str:
     m, e, f, s, q = r["machine"], r["engine"], r["floor"], r["server"], r["ratios"]
     cores = m["cores"]
     rows = [
-        ("Raw engine (ONNX Runtime), 1 thread, batch 1 / 8 / 32",
-         f"{e['batch_1_1thread']} / {e['batch_8_1thread']} / {e['batch_32_1thread']} img/s", ""),
-        (f"Raw engine, {cores} processes x 1 thread, batch {e['best_batch']}",
-         f"{e[f'{cores}_processes_x_1thread']} img/s", ""),
-        (f"Raw engine, 1 process x {cores} threads, batch {e['best_batch']}",
-         f"{e[f'1_process_x_{cores}threads']} img/s", ""),
-        ("Raw engine, best layout above", f"{e['raw_images_per_s']} img/s = "
-         f"{e['raw_images_per_s'] * r['model']['gflop_per_image']:.0f} GFLOP/s",
-         f"{100 * q['engine_share_of_peak']:.0f}% of fp32 peak (target >= 70%)"),
-        ("CPU floor: decode + inference + empty RPC per image",
-         f"{f['decode_ms']} + {f['inference_ms']} + {f['empty_rpc_ms']['sync']} ms -> {f['images_per_s']} img/s", ""),
-        ("Server, inline 1024x768 JPEGs, 1 channel (saturation)",
-         f"{s['inline_1ch']['best_images_per_s']} img/s at {s['inline_1ch']['best_concurrency']} in flight",
-         f"{100 * s['inline_1ch']['best_images_per_s'] / f['images_per_s']:.0f}% of floor"),
-        ("Server, inline, 8 channels (saturation)",
-         f"{s['inline_8ch']['best_images_per_s']} img/s", f"{100 * q['server_inline_vs_floor']:.0f}% of floor "
-         "(target >= 80%)"),
-        ("Server, 8 concurrent calls, 1 channel / 8 channels",
-         f"{s['at_8_concurrent_1ch']['images_per_s']} / {s['at_8_concurrent_8ch']['images_per_s']} img/s",
-         f"p99 {s['at_8_concurrent_1ch']['p99_ms']} / {s['at_8_concurrent_8ch']['p99_ms']} ms"),
-        ("Server on URLs from the loopback image host", f"{s['url_1ch']['best_images_per_s']} img/s",
-         f"{100 * q['urls_vs_inline']:.0f}% of inline (target >= 70%)"),
-        ("Server with batching off", f"{s['batching_off']['best_images_per_s']} img/s",
-         f"batching on = {q['batching_on_vs_off']}x"),
-        ("Naive: Keras predict per call, no batching, same server", f"{s['naive_keras']['images_per_s']} img/s",
-         f"server = {q['server_vs_naive_keras']}x (target >= 20x); RSS {s['naive_keras']['rss_mb']} MB"),
-        (f"4-image posts at half load ({s['post4_half_load']['rate_posts_per_s']} posts/s, open loop)",
-         f"p50 {s['post4_half_load']['p50_ms']} ms, p99 {s['post4_half_load']['p99_ms']} ms",
-         f"p99/p50 = {q['post4_p99_over_p50']} (target <= 3, p99 < 100 ms)"),
+        (
+            "Raw engine (ONNX Runtime), 1 thread, batch 1 / 8 / 32",
+            f"{e['batch_1_1thread']} / {e['batch_8_1thread']} / {e['batch_32_1thread']} img/s",
+            "",
+        ),
+        (
+            f"Raw engine, {cores} processes x 1 thread, batch {e['best_batch']}",
+            f"{e[f'{cores}_processes_x_1thread']} img/s",
+            "",
+        ),
+        (
+            f"Raw engine, 1 process x {cores} threads, batch {e['best_batch']}",
+            f"{e[f'1_process_x_{cores}threads']} img/s",
+            "",
+        ),
+        (
+            "Raw engine, best layout above",
+            f"{e['raw_images_per_s']} img/s = {e['raw_images_per_s'] * r['model']['gflop_per_image']:.0f} GFLOP/s",
+            f"{100 * q['engine_share_of_peak']:.0f}% of fp32 peak (target >= 70%)",
+        ),
+        (
+            "CPU floor: decode + inference + empty RPC per image",
+            f"{f['decode_ms']} + {f['inference_ms']} + {f['empty_rpc_ms']['sync']} ms -> {f['images_per_s']} img/s",
+            "",
+        ),
+        (
+            "Server, inline 1024x768 JPEGs, 1 channel (saturation)",
+            f"{s['inline_1ch']['best_images_per_s']} img/s at {s['inline_1ch']['best_concurrency']} in flight",
+            f"{100 * s['inline_1ch']['best_images_per_s'] / f['images_per_s']:.0f}% of floor",
+        ),
+        (
+            "Server, inline, 8 channels (saturation)",
+            f"{s['inline_8ch']['best_images_per_s']} img/s",
+            f"{100 * q['server_inline_vs_floor']:.0f}% of floor (target >= 80%)",
+        ),
+        (
+            "Server, 8 concurrent calls, 1 channel / 8 channels",
+            f"{s['at_8_concurrent_1ch']['images_per_s']} / {s['at_8_concurrent_8ch']['images_per_s']} img/s",
+            f"p99 {s['at_8_concurrent_1ch']['p99_ms']} / {s['at_8_concurrent_8ch']['p99_ms']} ms",
+        ),
+        (
+            "Server on URLs from the loopback image host",
+            f"{s['url_1ch']['best_images_per_s']} img/s",
+            f"{100 * q['urls_vs_inline']:.0f}% of inline (target >= 70%)",
+        ),
+        (
+            "Server with batching off",
+            f"{s['batching_off']['best_images_per_s']} img/s",
+            f"batching on = {q['batching_on_vs_off']}x",
+        ),
+        (
+            "Naive: Keras predict per call, no batching, same server",
+            f"{s['naive_keras']['images_per_s']} img/s",
+            f"server = {q['server_vs_naive_keras']}x (target >= 20x); RSS {s['naive_keras']['rss_mb']} MB",
+        ),
+        (
+            f"4-image posts at half load ({s['post4_half_load']['rate_posts_per_s']} posts/s, open loop)",
+            f"p50 {s['post4_half_load']['p50_ms']} ms, p99 {s['post4_half_load']['p99_ms']} ms",
+            f"p99/p50 = {q['post4_p99_over_p50']} (target <= 3, p99 < 100 ms)",
+        ),
         *ideal_rows(r),
         *int8_rows(r),
-        ("RSS: front process + workers", f"{s['rss']['front_mb']} + {s['rss']['workers_mb']} MB",
-         "target < 200 MB per process"),
+        (
+            "RSS: front process + workers",
+            f"{s['rss']['front_mb']} + {s['rss']['workers_mb']} MB",
+            "target < 200 MB per process",
+        ),
         ("Start to SERVING (warm page cache)", f"{s['start_to_serving_s']} s", "target < 2 s"),
-        ("Empty-RPC server CPU, sync vs grpc.aio",
-         f"{f['empty_rpc_ms']['sync']} vs {f['empty_rpc_ms']['aio']} ms/call", ""),
+        (
+            "Empty-RPC server CPU, sync vs grpc.aio",
+            f"{f['empty_rpc_ms']['sync']} vs {f['empty_rpc_ms']['aio']} ms/call",
+            "",
+        ),
     ]
-    lines = [f"Measured by `make bench` on {r['date']}: {m['model']}, {cores} cores at {m['ghz']} GHz "
-             f"(AVX2 {m['avx2']}, AVX-512 {m['avx512f']}), Python {m['python']}; model v{r['model']['version']}, "
-             f"{r['model']['input_size']}x{r['model']['input_size']} input, {r['model']['gflop_per_image']} GFLOP "
-             f"per image. fp32 peak {m['peak_gflops']} GFLOP/s, {m['peak_source']}; numpy sgemm reaches "
-             f"{r['sgemm_gflops']}. The load generator shares the cores (it used "
-             f"{100 * s['inline_1ch']['generator_cpu_share']:.0f}% of one core at saturation).", "",
-             "| what | measured | ratio |", "|---|---|---|"]
+    lines = [
+        f"Measured by `make bench` on {r['date']}: {m['model']}, {cores} cores at {m['ghz']} GHz "
+        f"(AVX2 {m['avx2']}, AVX-512 {m['avx512f']}), Python {m['python']}; model v{r['model']['version']}, "
+        f"{r['model']['input_size']}x{r['model']['input_size']} input, {r['model']['gflop_per_image']} GFLOP "
+        f"per image. fp32 peak {m['peak_gflops']} GFLOP/s, {m['peak_source']}; numpy sgemm reaches "
+        f"{r['sgemm_gflops']}. The load generator shares the cores (it used "
+        f"{100 * s['inline_1ch']['generator_cpu_share']:.0f}% of one core at saturation).",
+        "",
+        "| what | measured | ratio |",
+        "|---|---|---|",
+    ]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines) + "\n"
 
@@ -541,14 +717,26 @@ def ideal_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     post, cores = r["server"]["post4_half_load"], r["machine"]["cores"]
     if "ideal_at_measured" not in post:  # a bench.json from before the queue model
         return []
-    rows = [("4-image posts at half load: CPU per image, front process / workers",
-             f"{post['front_cpu_ms_per_image']} / {post['workers_cpu_ms_per_image']} ms", "")]
-    for key, what in (("ideal_at_measured", "the workers' CPU per image under this load"),
-                      ("ideal_at_warm", "back-to-back decode + inference (the floor's)")):
+    rows = [
+        (
+            "4-image posts at half load: CPU per image, front process / workers",
+            f"{post['front_cpu_ms_per_image']} / {post['workers_cpu_ms_per_image']} ms",
+            "",
+        )
+    ]
+    for key, what in (
+        ("ideal_at_measured", "the workers' CPU per image under this load"),
+        ("ideal_at_warm", "back-to-back decode + inference (the floor's)"),
+    ):
         ideal = post[key]
-        rows.append((f"Ideal queue at the same rate (no overhead, FIFO over {cores} workers), {ideal['image_ms']} ms "
-                     f"per image: {what}", f"p50 {ideal['p50_ms']} ms, p99 {ideal['p99_ms']} ms",
-                     f"p99/p50 = {ideal['p99_ms'] / ideal['p50_ms']:.2f}; utilisation {ideal['utilisation']:.2f}"))
+        rows.append(
+            (
+                f"Ideal queue at the same rate (no overhead, FIFO over {cores} workers), {ideal['image_ms']} ms "
+                f"per image: {what}",
+                f"p50 {ideal['p50_ms']} ms, p99 {ideal['p99_ms']} ms",
+                f"p99/p50 = {ideal['p99_ms'] / ideal['p50_ms']:.2f}; utilisation {ideal['utilisation']:.2f}",
+            )
+        )
     return rows
 
 
@@ -558,12 +746,21 @@ def int8_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         return []
     post = s["int8_post4_half_load"]
     return [
-        (f"Opt-in int8 (make quantize): raw engine, {cores} processes x 1 thread",
-         f"{e[f'int8_{cores}_processes_x_1thread']} img/s", ""),
-        ("Opt-in int8: server, inline, 1 channel (saturation)", f"{s['int8_inline_1ch']['best_images_per_s']} img/s",
-         f"{q['int8_vs_fp32_server_1ch']}x the float32 server"),
-        (f"Opt-in int8: 4-image posts at its half load ({post['rate_posts_per_s']} posts/s)",
-         f"p50 {post['p50_ms']} ms, p99 {post['p99_ms']} ms", f"p99/p50 = {q['int8_post4_p99_over_p50']}"),
+        (
+            f"Opt-in int8 (make quantize): raw engine, {cores} processes x 1 thread",
+            f"{e[f'int8_{cores}_processes_x_1thread']} img/s",
+            "",
+        ),
+        (
+            "Opt-in int8: server, inline, 1 channel (saturation)",
+            f"{s['int8_inline_1ch']['best_images_per_s']} img/s",
+            f"{q['int8_vs_fp32_server_1ch']}x the float32 server",
+        ),
+        (
+            f"Opt-in int8: 4-image posts at its half load ({post['rate_posts_per_s']} posts/s)",
+            f"p50 {post['p50_ms']} ms, p99 {post['p99_ms']} ms",
+            f"p99/p50 = {q['int8_post4_p99_over_p50']}",
+        ),
     ]
 
 
@@ -579,8 +776,9 @@ def update_readme(readme: Path, block: str, start: str = README_START, end: str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default="models")
     parser.add_argument("--name", default="moderation")
     parser.add_argument("--images", default="var/loadtest-images")

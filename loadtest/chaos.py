@@ -10,7 +10,7 @@ behind the README's replication section.
 Each starts its own cluster (Envoy in front, --replicas replicas, one model worker each) on a
 private copy of the model repository under --out, drives it with loadtest.generator.run_load
 through the load balancer (or, with --via direct, client-side round_robin straight to the
-replicas: the Kubernetes headless-Service path), using server.client's service config, whose
+replicas: the Kubernetes headless-Service path), using server.api.client's service config, whose
 retry policy covers UNAVAILABLE. It writes <out>/<scenario>.json, .md and .png.
 
 Reported: failed calls (the goal is zero), completed calls per second in bins (the dip after
@@ -188,9 +188,11 @@ class ChaosResult:
 
     def markdown(self) -> str:
         lat = self.latency_ms
+
         def ms(window: str, key: str) -> str:
             v = lat.get(window, {}).get(key)
             return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1f}"
+
         rows = [
             f"### {self.scenario}: {self.replicas} replicas, {self.load}",
             "",
@@ -206,14 +208,18 @@ class ChaosResult:
             rows.append("errors: " + ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())))
         restart = self.extra.get("restart")
         if restart:
-            rows.append(f"restart: in rotation {restart['start_to_in_rotation_s']:.1f} s after start; "
-                        f"dip {_f(restart['dip_rps'])} OK/s ({_pct(restart['dip_share'])}), "
-                        f"recovery {_f(restart['recovery_s'], ' s')}")
+            rows.append(
+                f"restart: in rotation {restart['start_to_in_rotation_s']:.1f} s after start; "
+                f"dip {_f(restart['dip_rps'])} OK/s ({_pct(restart['dip_share'])}), "
+                f"recovery {_f(restart['recovery_s'], ' s')}"
+            )
         if "switch_s" in self.extra:
-            rows.append(f"rollout: {self.extra.get('from')} -> version {self.extra.get('version')}, replicas "
-                        f"switched {self.extra['switch_s']} s after publish; broken version "
-                        f"{self.extra.get('broken_version', '-')}: serving {self.extra.get('after_broken', '-')}, "
-                        f"failed loads {self.extra.get('failed_loads', '-')}")
+            rows.append(
+                f"rollout: {self.extra.get('from')} -> version {self.extra.get('version')}, replicas "
+                f"switched {self.extra['switch_s']} s after publish; broken version "
+                f"{self.extra.get('broken_version', '-')}: serving {self.extra.get('after_broken', '-')}, "
+                f"failed loads {self.extra.get('failed_loads', '-')}"
+            )
         if self.checks:
             rows.append("checks: " + ", ".join(f"{k}={v}" for k, v in self.checks.items()))
         return "\n".join(rows) + "\n"
@@ -227,8 +233,16 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.0f}%"
 
 
-def analyse(scenario: str, report: LoadReport, events: list[dict[str, Any]], *, replicas: int, load: LoadSpec,
-            during: tuple[float, float] | None = None, bin_s: float = 0.5) -> ChaosResult:
+def analyse(
+    scenario: str,
+    report: LoadReport,
+    events: list[dict[str, Any]],
+    *,
+    replicas: int,
+    load: LoadSpec,
+    during: tuple[float, float] | None = None,
+    bin_s: float = 0.5,
+) -> ChaosResult:
     """`during` is the disturbed window [start, end) in seconds since load start; default: the
     first event to the last one."""
     records = report.records
@@ -244,8 +258,9 @@ def analyse(scenario: str, report: LoadReport, events: list[dict[str, Any]], *, 
         if r.code == "OK":
             ok_done[min(n - 1, int(r.end_s / bin_s))] += 1
             started[min(n - 1, int(r.start_s / bin_s))].append(r.latency_s)
-    timeline = [{"t": i * bin_s, "ok_rps": ok_done[i] / bin_s,
-                 "p99_ms": latency_summary(started[i])["p99"]} for i in range(n)]
+    timeline = [
+        {"t": i * bin_s, "ok_rps": ok_done[i] / bin_s, "p99_ms": latency_summary(started[i])["p99"]} for i in range(n)
+    ]
     first = events[0]["t"] if events else end
     last = events[-1]["t"] if events else end
     d0, d1 = during if during else (first, last)
@@ -265,15 +280,30 @@ def analyse(scenario: str, report: LoadReport, events: list[dict[str, Any]], *, 
     latency = {"before": lat(warm, d0), "during": lat(d0, d1), "after": lat(d1, last_start + 1)}
     before, dur = latency["before"]["p99"], latency["during"]["p99"]
     ratio = dur / before if before and not math.isnan(before) and not math.isnan(dur) else None
-    return ChaosResult(scenario=scenario, load=load.describe(), replicas=replicas, requests=len(records),
-                       ok=len(records) - len(failed), failed=len(failed), errors=errors, events=events,
-                       bin_s=bin_s, timeline=timeline, steady_rps=steady, dip_rps=dip,
-                       dip_share=(dip / steady) if dip is not None and steady else None, recovery_s=recovery,
-                       latency_ms=latency, p99_ratio=ratio, report=report)
+    return ChaosResult(
+        scenario=scenario,
+        load=load.describe(),
+        replicas=replicas,
+        requests=len(records),
+        ok=len(records) - len(failed),
+        failed=len(failed),
+        errors=errors,
+        events=events,
+        bin_s=bin_s,
+        timeline=timeline,
+        steady_rps=steady,
+        dip_rps=dip,
+        dip_share=(dip / steady) if dip is not None and steady else None,
+        recovery_s=recovery,
+        latency_ms=latency,
+        p99_ratio=ratio,
+        report=report,
+    )
 
 
-def dip_and_recovery(rates: Sequence[float], bin_s: float, start: float, end: float,
-                     steady: float) -> tuple[float | None, float | None]:
+def dip_and_recovery(
+    rates: Sequence[float], bin_s: float, start: float, end: float, steady: float
+) -> tuple[float | None, float | None]:
     """The lowest rate in the bins overlapping [start, end], and the seconds from `start` until
     two bins in a row after that low point are back at RECOVERED_SHARE of `steady` (None: not
     within the run)."""
@@ -297,9 +327,16 @@ def _target(cluster: Cluster, load: LoadSpec) -> str:
     return cluster.lb_target
 
 
-async def with_load(cluster: Cluster, factory: InlineRequests, load: LoadSpec,
-                    action: Callable[[Callable[[str], None]], Any], *, warmup_s: float, tail_s: float,
-                    max_s: float = 600.0) -> tuple[LoadReport, list[dict[str, Any]]]:
+async def with_load(
+    cluster: Cluster,
+    factory: InlineRequests,
+    load: LoadSpec,
+    action: Callable[[Callable[[str], None]], Any],
+    *,
+    warmup_s: float,
+    tail_s: float,
+    max_s: float = 600.0,
+) -> tuple[LoadReport, list[dict[str, Any]]]:
     """Runs load until `action` (a blocking function, run in a thread, given a `mark(what)` that
     timestamps an event) has returned and tail_s more seconds have passed."""
     events: list[dict[str, Any]] = []
@@ -308,10 +345,20 @@ async def with_load(cluster: Cluster, factory: InlineRequests, load: LoadSpec,
     def mark(what: str) -> None:
         events.append({"t": round(factory.now(), 3), "what": what})
 
-    load_task = asyncio.create_task(run_load(
-        _target(cluster, load), requests_factory=factory, concurrency=load.concurrency, channels=load.channels,
-        rate=load.rate, duration_s=max_s, warmup_s=warmup_s, timeout_s=load.timeout_s, stop=stop,
-        max_outstanding=max(64, 8 * load.concurrency)))
+    load_task = asyncio.create_task(
+        run_load(
+            _target(cluster, load),
+            requests_factory=factory,
+            concurrency=load.concurrency,
+            channels=load.channels,
+            rate=load.rate,
+            duration_s=max_s,
+            warmup_s=warmup_s,
+            timeout_s=load.timeout_s,
+            stop=stop,
+            max_outstanding=max(64, 8 * load.concurrency),
+        )
+    )
     while factory.t0 is None and not load_task.done():
         await asyncio.sleep(0.01)
     try:
@@ -326,11 +373,20 @@ async def with_load(cluster: Cluster, factory: InlineRequests, load: LoadSpec,
 # --- scenarios --------------------------------------------------------------------------------
 
 
-async def kill_scenario(cluster: Cluster, factory: InlineRequests, load: LoadSpec, *, warmup_s: float = 2.0,
-                        steady_s: float = 4.0, down_s: float = 3.0, tail_s: float = 4.0,
-                        victim: int = 0) -> ChaosResult:
+async def kill_scenario(
+    cluster: Cluster,
+    factory: InlineRequests,
+    load: LoadSpec,
+    *,
+    warmup_s: float = 2.0,
+    steady_s: float = 4.0,
+    down_s: float = 3.0,
+    tail_s: float = 4.0,
+    victim: int = 0,
+) -> ChaosResult:
     """SIGKILL one replica's process group (server and model workers) under load, leave it down
     for down_s, start it again and wait until it is back in rotation."""
+
     def action(mark: Callable[[str], None]) -> None:
         time.sleep(steady_s)
         mark(f"kill -9 replica {victim}")
@@ -349,14 +405,26 @@ async def kill_scenario(cluster: Cluster, factory: InlineRequests, load: LoadSpe
     if result.steady_rps:
         rates = [row["ok_rps"] for row in result.timeline[:-1]]
         dip, rec = dip_and_recovery(rates, result.bin_s, restart_t, back_t, result.steady_rps)
-        result.extra["restart"] = {"dip_rps": dip, "dip_share": dip / result.steady_rps if dip else None,
-                                   "recovery_s": rec, "start_to_in_rotation_s": round(back_t - restart_t, 2)}
+        result.extra["restart"] = {
+            "dip_rps": dip,
+            "dip_share": dip / result.steady_rps if dip else None,
+            "recovery_s": rec,
+            "start_to_in_rotation_s": round(back_t - restart_t, 2),
+        }
     result.checks["zero_failed"] = result.failed == 0
     return result
 
 
-async def rolling_scenario(cluster: Cluster, factory: InlineRequests, load: LoadSpec, *, warmup_s: float = 2.0,
-                           steady_s: float = 4.0, tail_s: float = 4.0, settle_s: float = 0.5) -> ChaosResult:
+async def rolling_scenario(
+    cluster: Cluster,
+    factory: InlineRequests,
+    load: LoadSpec,
+    *,
+    warmup_s: float = 2.0,
+    steady_s: float = 4.0,
+    tail_s: float = 4.0,
+    settle_s: float = 0.5,
+) -> ChaosResult:
     def action(mark: Callable[[str], None]) -> None:
         time.sleep(steady_s)
         cluster.rolling_restart(settle_s=settle_s, on_step=lambda i, step: mark(f"replica {i} {step}"))
@@ -367,11 +435,21 @@ async def rolling_scenario(cluster: Cluster, factory: InlineRequests, load: Load
     return result
 
 
-async def rollout_scenario(cluster: Cluster, factory: InlineRequests, load: LoadSpec, *, repo: Path,
-                           name: str = "moderation", publish: Callable[[], int] | None = None,
-                           publish_broken: Callable[[], int] | None = None, warmup_s: float = 2.0,
-                           steady_s: float = 6.0, tail_s: float = 4.0, switch_timeout_s: float = 120.0,
-                           broken: bool = True) -> ChaosResult:
+async def rollout_scenario(
+    cluster: Cluster,
+    factory: InlineRequests,
+    load: LoadSpec,
+    *,
+    repo: Path,
+    name: str = "moderation",
+    publish: Callable[[], int] | None = None,
+    publish_broken: Callable[[], int] | None = None,
+    warmup_s: float = 2.0,
+    steady_s: float = 6.0,
+    tail_s: float = 4.0,
+    switch_timeout_s: float = 120.0,
+    broken: bool = True,
+) -> ChaosResult:
     """Publishes version N+1 into the shared repository under load and waits until every
     replica reports it in moderation_model_info; then (broken=True) publishes an unloadable
     N+2 and waits until every replica has counted a failed load, checking that each still
@@ -385,8 +463,10 @@ async def rollout_scenario(cluster: Cluster, factory: InlineRequests, load: Load
         deadline = time.monotonic() + switch_timeout_s
         while not predicate():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} within {switch_timeout_s:.0f}s: versions {cluster.model_versions()}, "
-                                   f"failed loads {cluster.failed_loads()}")
+                raise TimeoutError(
+                    f"{what} within {switch_timeout_s:.0f}s: versions {cluster.model_versions()}, "
+                    f"failed loads {cluster.failed_loads()}"
+                )
             time.sleep(0.05)
 
     def action(mark: Callable[[str], None]) -> None:
@@ -416,8 +496,10 @@ async def rollout_scenario(cluster: Cluster, factory: InlineRequests, load: Load
         failed_before = cluster.failed_loads()
         mark("publish broken version")
         state["broken_version"] = str(publish_broken())
-        wait_for(lambda: all(cluster.failed_loads().get(i, 0) > failed_before.get(i, 0) for i in replicas),
-                 "not every replica reported the broken version's failed load")
+        wait_for(
+            lambda: all(cluster.failed_loads().get(i, 0) > failed_before.get(i, 0) for i in replicas),
+            "not every replica reported the broken version's failed load",
+        )
         mark("every replica refused the broken version")
         state["after_broken"] = cluster.model_versions()
         state["failed_loads"] = cluster.failed_loads()
@@ -425,13 +507,13 @@ async def rollout_scenario(cluster: Cluster, factory: InlineRequests, load: Load
     report, events = await with_load(cluster, factory, load, action, warmup_s=warmup_s, tail_s=tail_s)
     t = {e["what"]: e["t"] for e in events}
     settled = t.get("switch settled", events[-1]["t"])
-    result = analyse("rollout", report, events, replicas=len(cluster.ports), load=load,
-                     during=(t["publish"], settled))
+    result = analyse("rollout", report, events, replicas=len(cluster.ports), load=load, during=(t["publish"], settled))
     # "after" is the good version's steady state, before the broken publish.
     if "publish broken version" in t:
         broken_at = t["publish broken version"]
         result.latency_ms["after"] = latency_summary(
-            [r.latency_s for r in report.records if r.code == "OK" and settled <= r.start_s < broken_at])
+            [r.latency_s for r in report.records if r.code == "OK" and settled <= r.start_s < broken_at]
+        )
     result.extra.update(state)
     version = state.get("version")
     result.checks["zero_failed"] = result.failed == 0
@@ -443,9 +525,16 @@ async def rollout_scenario(cluster: Cluster, factory: InlineRequests, load: Load
     return result
 
 
-async def scaleout_scenario(make_cluster: Callable[[int], Cluster], factory_fn: Callable[[], InlineRequests],
-                            load: LoadSpec, *, sizes: Sequence[int] = (1, 2, 3), warmup_s: float = 3.0,
-                            duration_s: float = 15.0, direct_single: bool = True) -> dict[str, Any]:
+async def scaleout_scenario(
+    make_cluster: Callable[[int], Cluster],
+    factory_fn: Callable[[], InlineRequests],
+    load: LoadSpec,
+    *,
+    sizes: Sequence[int] = (1, 2, 3),
+    warmup_s: float = 3.0,
+    duration_s: float = 15.0,
+    direct_single: bool = True,
+) -> dict[str, Any]:
     """Closed-loop capacity with each number of replicas, through the LB; plus one replica
     called directly, to show what the LB hop costs."""
     rows = []
@@ -456,35 +545,61 @@ async def scaleout_scenario(make_cluster: Callable[[int], Cluster], factory_fn: 
         cluster = await asyncio.to_thread(make_cluster, n)
         try:
             target = cluster.replica_target(0) if via == "direct" else cluster.lb_target
-            report = await run_load(target, requests_factory=factory_fn(), concurrency=load.concurrency,
-                                    channels=load.channels, duration_s=duration_s, warmup_s=warmup_s,
-                                    timeout_s=load.timeout_s)
+            report = await run_load(
+                target,
+                requests_factory=factory_fn(),
+                concurrency=load.concurrency,
+                channels=load.channels,
+                duration_s=duration_s,
+                warmup_s=warmup_s,
+                timeout_s=load.timeout_s,
+            )
         finally:
             await asyncio.to_thread(cluster.stop)
-        rows.append({"replicas": n, "via": "direct (no LB)" if via == "direct" else "Envoy",
-                     "ok_rps": report.ok_rps, "images_per_s": report.images_per_s,
-                     "p50_ms": report.latency_ms["p50"], "p99_ms": report.latency_ms["p99"],
-                     "failed": report.requests - report.ok, "requests": report.requests})
-    return {"scenario": "scaleout", "load": load.describe(), "duration_s": duration_s, "rows": rows,
-            "cores": len(os.sched_getaffinity(0)), "machine": machine_info()}
+        rows.append(
+            {
+                "replicas": n,
+                "via": "direct (no LB)" if via == "direct" else "Envoy",
+                "ok_rps": report.ok_rps,
+                "images_per_s": report.images_per_s,
+                "p50_ms": report.latency_ms["p50"],
+                "p99_ms": report.latency_ms["p99"],
+                "failed": report.requests - report.ok,
+                "requests": report.requests,
+            }
+        )
+    return {
+        "scenario": "scaleout",
+        "load": load.describe(),
+        "duration_s": duration_s,
+        "rows": rows,
+        "cores": len(os.sched_getaffinity(0)),
+        "machine": machine_info(),
+    }
 
 
 def scaleout_markdown(result: dict[str, Any]) -> str:
-    lines = [f"### scaleout: {result['load']}, {result['duration_s']:g} s per row, "
-             f"{result['cores']} cores shared by everything",
-             "", "| replicas | via | OK calls/s | images/s | p50 ms | p99 ms | failed |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"### scaleout: {result['load']}, {result['duration_s']:g} s per row, "
+        f"{result['cores']} cores shared by everything",
+        "",
+        "| replicas | via | OK calls/s | images/s | p50 ms | p99 ms | failed |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
     for r in result["rows"]:
-        lines.append(f"| {r['replicas']} | {r['via']} | {r['ok_rps']:.1f} | {r['images_per_s']:.1f} "
-                     f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['failed']} |")
+        lines.append(
+            f"| {r['replicas']} | {r['via']} | {r['ok_rps']:.1f} | {r['images_per_s']:.1f} "
+            f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['failed']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 # --- the command ------------------------------------------------------------------------------
 
 
-def write_outputs(out: Path, name: str, result: ChaosResult | dict[str, Any], report: LoadReport | None = None,
-                  command: str = "") -> list[Path]:
+def write_outputs(
+    out: Path, name: str, result: ChaosResult | dict[str, Any], report: LoadReport | None = None, command: str = ""
+) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     data = result.to_dict() if isinstance(result, ChaosResult) else result
     data = {**data, "command": command}
@@ -500,14 +615,15 @@ def write_outputs(out: Path, name: str, result: ChaosResult | dict[str, Any], re
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.chaos", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.chaos", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add = parser.add_argument
     add("scenario", choices=SCENARIOS)
     add("--replicas", type=int, default=3)
     add("--models", type=Path, default=Path("models"), help="repository whose newest version is served (copied)")
     add("--model-name", default="moderation")
-    add("--fake-model", action="store_true", help="serve tests/fake_model.py's tiny ONNX model instead")
+    add("--fake-model", action="store_true", help="serve loadtest/fake_model.py's tiny ONNX model instead")
     add("--audit-url", default="sqlite", help="sqlite (per replica), own (private PostgreSQL) or postgresql://...")
     add("--workers", type=int, default=1, help="model workers per replica")
     add("--runner", default="process")
@@ -515,8 +631,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rate", type=float, default=None, help="open loop at this rate instead (rollout default: 20 req/s)")
     add("--channels", type=int, default=2)
     add("--via", choices=("lb", "direct"), default="lb")
-    add("--images", choices=("loadtest", "small"), default="loadtest",
-        help="loadtest: the load generator's photo mix; small: flat-colour thumbnails")
+    add(
+        "--images",
+        choices=("loadtest", "small"),
+        default="loadtest",
+        help="loadtest: the load generator's photo mix; small: flat-colour thumbnails",
+    )
     add("--images-per-request", type=int, default=1)
     add("--steady", type=float, default=6.0, help="seconds of steady load before the event")
     add("--tail", type=float, default=5.0, help="seconds of load after it")
@@ -533,7 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = args.out / "work"
     repo = work / "models"
     if args.fake_model:
-        from tests.fake_model import publish_fake_version
+        from loadtest.fake_model import publish_fake_version
 
         shutil.rmtree(repo, ignore_errors=True)
         publish_fake_version(repo, args.model_name)
@@ -545,8 +665,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def make_cluster(n: int) -> Cluster:
         root = Path(tempfile.mkdtemp(prefix=f"cluster-{n}-", dir=work))
-        return Cluster(ClusterConfig(root=root, model_repository=repo, model_name=args.model_name,
-                                     audit_url=args.audit_url, workers=args.workers, runner=args.runner)).start(n)
+        return Cluster(
+            ClusterConfig(
+                root=root,
+                model_repository=repo,
+                model_name=args.model_name,
+                audit_url=args.audit_url,
+                workers=args.workers,
+                runner=args.runner,
+            )
+        ).start(n)
 
     def factory() -> InlineRequests:
         return InlineRequests(images, args.images_per_request, prefix=f"chaos-{args.scenario}")
@@ -560,8 +688,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     cluster = make_cluster(args.replicas)
-    print(f"cluster: {cluster.lb_target} -> {[cluster.replica_target(i) for i in range(args.replicas)]}",
-          file=sys.stderr)
+    print(
+        f"cluster: {cluster.lb_target} -> {[cluster.replica_target(i) for i in range(args.replicas)]}", file=sys.stderr
+    )
     scenario = {"kill": kill_scenario, "rolling": rolling_scenario, "rollout": rollout_scenario}[args.scenario]
     kwargs: dict[str, Any] = {"steady_s": args.steady, "tail_s": args.tail}
     if args.scenario == "rollout":

@@ -102,7 +102,7 @@ def _start_ticks(pid: int) -> int | None:
     except OSError:
         return None
     # Field 22 (starttime); the command name in field 2 may hold spaces, so split after ")".
-    return int(stat[stat.rindex(")") + 2:].split()[19])
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
 
 
 def _alive(proc: Proc) -> bool:
@@ -153,8 +153,16 @@ def find_pg_bindir() -> Path | None:
     return found[-1].parent if found else None
 
 
-def envoy_config(*, host: str, lb_port: int, admin_port: int, backends: Sequence[tuple[str, int]],
-                 health_interval_s: float, dns: bool = False, access_log: str | None = None) -> dict[str, Any]:
+def envoy_config(
+    *,
+    host: str,
+    lb_port: int,
+    admin_port: int,
+    backends: Sequence[tuple[str, int]],
+    health_interval_s: float,
+    dns: bool = False,
+    access_log: str | None = None,
+) -> dict[str, Any]:
     """The Envoy bootstrap: one HTTP/2 listener routing every gRPC method to the replicas.
 
     - Active gRPC health checks against HEALTH_SERVICE: a replica is in rotation only while it
@@ -165,86 +173,122 @@ def envoy_config(*, host: str, lb_port: int, admin_port: int, backends: Sequence
       are sent inline up to --limits-max-inline-bytes, 10 MiB by default).
     - healthy_panic_threshold 0: never spray calls over unhealthy replicas, however few are left.
     dns=True resolves each backend name (compose's service name returns every replica)."""
-    endpoints = [{"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}}
-                 for h, p in backends]
+    endpoints = [{"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}} for h, p in backends]
     typed = "@type"
     return {
         "admin": {"address": {"socket_address": {"address": host, "port_value": admin_port}}},
         "static_resources": {
-            "listeners": [{
-                "name": "grpc",
-                "address": {"socket_address": {"address": host, "port_value": lb_port}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        typed: "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
-                               ".HttpConnectionManager",
-                        "stat_prefix": "grpc",
-                        "codec_type": "AUTO",
-                        **({"access_log": [_failed_calls_log(access_log)]} if access_log else {}),
-                        "route_config": {"virtual_hosts": [{
-                            "name": "moderation",
-                            "domains": ["*"],
-                            "routes": [{
-                                "match": {"prefix": "/"},
-                                "request_body_buffer_limit": 16 * 1024 * 1024,
-                                "route": {
-                                    "cluster": "moderation",
-                                    # No route timeout of Envoy's own: the caller's grpc-timeout
-                                    # (its deadline) bounds the call, as it would without a proxy.
-                                    "timeout": "0s",
-                                    "max_stream_duration": {"grpc_timeout_header_max": "120s"},
-                                    "retry_policy": {
-                                        # cancelled: a replica's answer to a call reaching it as
-                                        # its server shuts down; the drain delay should make
-                                        # that impossible, this keeps it harmless if it is not.
-                                        "retry_on": "connect-failure,refused-stream,reset,unavailable,cancelled",
-                                        "num_retries": 3,
-                                        "retry_back_off": {"base_interval": "0.02s", "max_interval": "0.25s"},
-                                        "retry_host_predicate": [{
-                                            "name": "envoy.retry_host_predicates.previous_hosts",
-                                            "typed_config": {
-                                                typed: "type.googleapis.com/envoy.extensions.retry.host."
-                                                       "previous_hosts.v3.PreviousHostsPredicate"}}],
-                                        "host_selection_retry_max_attempts": 5,
+            "listeners": [
+                {
+                    "name": "grpc",
+                    "address": {"socket_address": {"address": host, "port_value": lb_port}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": {
+                                        typed: "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+                                        ".HttpConnectionManager",
+                                        "stat_prefix": "grpc",
+                                        "codec_type": "AUTO",
+                                        **({"access_log": [_failed_calls_log(access_log)]} if access_log else {}),
+                                        "route_config": {
+                                            "virtual_hosts": [
+                                                {
+                                                    "name": "moderation",
+                                                    "domains": ["*"],
+                                                    "routes": [
+                                                        {
+                                                            "match": {"prefix": "/"},
+                                                            "request_body_buffer_limit": 16 * 1024 * 1024,
+                                                            "route": {
+                                                                "cluster": "moderation",
+                                                                # No route timeout of Envoy's own: the caller's grpc-timeout
+                                                                # (its deadline) bounds the call, as it would without a proxy.
+                                                                "timeout": "0s",
+                                                                "max_stream_duration": {
+                                                                    "grpc_timeout_header_max": "120s"
+                                                                },
+                                                                "retry_policy": {
+                                                                    # cancelled: a replica's answer to a call reaching it as
+                                                                    # its server shuts down; the drain delay should make
+                                                                    # that impossible, this keeps it harmless if it is not.
+                                                                    "retry_on": "connect-failure,refused-stream,reset,unavailable,cancelled",
+                                                                    "num_retries": 3,
+                                                                    "retry_back_off": {
+                                                                        "base_interval": "0.02s",
+                                                                        "max_interval": "0.25s",
+                                                                    },
+                                                                    "retry_host_predicate": [
+                                                                        {
+                                                                            "name": "envoy.retry_host_predicates.previous_hosts",
+                                                                            "typed_config": {
+                                                                                typed: "type.googleapis.com/envoy.extensions.retry.host."
+                                                                                "previous_hosts.v3.PreviousHostsPredicate"
+                                                                            },
+                                                                        }
+                                                                    ],
+                                                                    "host_selection_retry_max_attempts": 5,
+                                                                },
+                                                            },
+                                                        }
+                                                    ],
+                                                }
+                                            ]
+                                        },
+                                        "http_filters": [
+                                            {
+                                                "name": "envoy.filters.http.router",
+                                                "typed_config": {
+                                                    typed: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                                                },
+                                            }
+                                        ],
                                     },
-                                },
-                            }],
-                        }]},
-                        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
-                            typed: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "moderation",
+                    "type": "STRICT_DNS" if dns else "STATIC",
+                    "connect_timeout": "0.5s",
+                    "lb_policy": "LEAST_REQUEST",
+                    "typed_extension_protocol_options": {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            typed: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                            "explicit_http_config": {"http2_protocol_options": {}},
+                        }
                     },
-                }]}],
-            }],
-            "clusters": [{
-                "name": "moderation",
-                "type": "STRICT_DNS" if dns else "STATIC",
-                "connect_timeout": "0.5s",
-                "lb_policy": "LEAST_REQUEST",
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        typed: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": {"http2_protocol_options": {}},
-                    }},
-                # update_merge_window 0: Envoy otherwise batches health changes for 1 s before the
-                # load balancer sees them, so a draining replica kept getting calls for a second
-                # after it said NOT_SERVING (longer than the 1 s drain delay), and a replica that
-                # just came up got none.
-                "common_lb_config": {"healthy_panic_threshold": {"value": 0}, "update_merge_window": "0s"},
-                # The default allows 3 retries in flight across the whole cluster; losing a
-                # replica under load puts every one of its calls in flight into a retry at once.
-                "circuit_breakers": {"thresholds": [{"retry_budget": {
-                    "budget_percent": {"value": 100.0}, "min_retry_concurrency": 64}}]},
-                "health_checks": [{
-                    "timeout": "1s",
-                    "interval": f"{health_interval_s:g}s",
-                    "no_traffic_interval": f"{health_interval_s:g}s",
-                    "unhealthy_threshold": 1,
-                    "healthy_threshold": 1,
-                    "grpc_health_check": {"service_name": HEALTH_SERVICE},
-                }],
-                "load_assignment": {"cluster_name": "moderation", "endpoints": [{"lb_endpoints": endpoints}]},
-            }],
+                    # update_merge_window 0: Envoy otherwise batches health changes for 1 s before the
+                    # load balancer sees them, so a draining replica kept getting calls for a second
+                    # after it said NOT_SERVING (longer than the 1 s drain delay), and a replica that
+                    # just came up got none.
+                    "common_lb_config": {"healthy_panic_threshold": {"value": 0}, "update_merge_window": "0s"},
+                    # The default allows 3 retries in flight across the whole cluster; losing a
+                    # replica under load puts every one of its calls in flight into a retry at once.
+                    "circuit_breakers": {
+                        "thresholds": [
+                            {"retry_budget": {"budget_percent": {"value": 100.0}, "min_retry_concurrency": 64}}
+                        ]
+                    },
+                    "health_checks": [
+                        {
+                            "timeout": "1s",
+                            "interval": f"{health_interval_s:g}s",
+                            "no_traffic_interval": f"{health_interval_s:g}s",
+                            "unhealthy_threshold": 1,
+                            "healthy_threshold": 1,
+                            "grpc_health_check": {"service_name": HEALTH_SERVICE},
+                        }
+                    ],
+                    "load_assignment": {"cluster_name": "moderation", "endpoints": [{"lb_endpoints": endpoints}]},
+                }
+            ],
         },
     }
 
@@ -252,17 +296,25 @@ def envoy_config(*, host: str, lb_port: int, admin_port: int, backends: Sequence
 def compose_envoy_config() -> dict[str, Any]:
     """deploy/envoy/envoy.yaml, the same Envoy for deploy/compose.yaml: every replica of the
     `moderation` service by DNS, a 1 s health-check interval (drain delay there is 3 s)."""
-    return envoy_config(host="0.0.0.0", lb_port=50051, admin_port=9901, backends=[("moderation", 50051)],
-                        health_interval_s=1.0, dns=True)
+    return envoy_config(
+        host="0.0.0.0",
+        lb_port=50051,
+        admin_port=9901,
+        backends=[("moderation", 50051)],
+        health_interval_s=1.0,
+        dns=True,
+    )
 
 
 def compose_envoy_yaml() -> str:
     import yaml
 
-    return ("# Envoy for deploy/compose.yaml. Generated from loadtest/cluster.py (compose_envoy_config), the\n"
-            "# same configuration the local cluster runs; tests/test_deploy.py checks the two agree.\n"
-            "# Regenerate: .venv/bin/python -m loadtest.cluster envoy-config > deploy/envoy/envoy.yaml\n"
-            + yaml.safe_dump(compose_envoy_config(), sort_keys=False, width=100))
+    return (
+        "# Envoy for deploy/compose.yaml. Generated from loadtest/cluster.py (compose_envoy_config), the\n"
+        "# same configuration the local cluster runs; tests/test_deploy.py checks the two agree.\n"
+        "# Regenerate: .venv/bin/python -m loadtest.cluster envoy-config > deploy/envoy/envoy.yaml\n"
+        + yaml.safe_dump(compose_envoy_config(), sort_keys=False, width=100)
+    )
 
 
 def _failed_calls_log(path: str) -> dict[str, Any]:
@@ -274,10 +326,13 @@ def _failed_calls_log(path: str) -> dict[str, Any]:
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
             "path": path,
-            "log_format": {"text_format_source": {"inline_string":
-                "%START_TIME% %REQ(:PATH)% grpc-status=%GRPC_STATUS% flags=%RESPONSE_FLAGS% "
-                "upstream=%UPSTREAM_HOST% attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% %DURATION%ms "
-                "%UPSTREAM_TRANSPORT_FAILURE_REASON%\n"}},
+            "log_format": {
+                "text_format_source": {
+                    "inline_string": "%START_TIME% %REQ(:PATH)% grpc-status=%GRPC_STATUS% flags=%RESPONSE_FLAGS% "
+                    "upstream=%UPSTREAM_HOST% attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% %DURATION%ms "
+                    "%UPSTREAM_TRANSPORT_FAILURE_REASON%\n"
+                }
+            },
         },
     }
 
@@ -318,15 +373,24 @@ class Cluster:
         cfg = self.config
         self.logs.mkdir(parents=True, exist_ok=True)
         if (self.root / "state.json").exists() and any(_alive(p) for p in self._recorded()):
-            raise RuntimeError(f"a cluster recorded in {self.root}/state.json is still running: stop it first "
-                               f"(python -m loadtest.cluster down --root {self.root})")
+            raise RuntimeError(
+                f"a cluster recorded in {self.root}/state.json is still running: stop it first "
+                f"(python -m loadtest.cluster down --root {self.root})"
+            )
         self.lb_port = cfg.lb_port or free_port(cfg.host)
         self.admin_port = cfg.admin_port or free_port(cfg.host)
         for i in range(replicas):
-            self.ports.append((cfg.base_port + i if cfg.base_port else free_port(cfg.host),
-                               cfg.base_metrics_port + i if cfg.base_metrics_port else free_port(cfg.host)))
-        taken = [p for p in (self.lb_port, self.admin_port, *(p for pair in self.ports for p in pair))
-                 if port_in_use(cfg.host, p)]
+            self.ports.append(
+                (
+                    cfg.base_port + i if cfg.base_port else free_port(cfg.host),
+                    cfg.base_metrics_port + i if cfg.base_metrics_port else free_port(cfg.host),
+                )
+            )
+        taken = [
+            p
+            for p in (self.lb_port, self.admin_port, *(p for pair in self.ports for p in pair))
+            if port_in_use(cfg.host, p)
+        ]
         if taken:
             raise RuntimeError(f"ports already in use on {cfg.host}: {taken}")
         try:
@@ -385,30 +449,58 @@ class Cluster:
     def _replica_cmd(self, i: int) -> list[str]:
         cfg = self.config
         port, metrics_port = self.ports[i]
-        return [cfg.python, "-m", "server.main",
-                "--server-host", cfg.host, "--server-port", str(port),
-                "--server-metrics-host", cfg.host, "--server-metrics-port", str(metrics_port),
-                "--server-drain-delay-s", str(cfg.drain_delay_s), "--server-grace-s", str(cfg.grace_s),
-                "--model-repository", str(cfg.model_repository), "--model-name", cfg.model_name,
-                "--model-runner", cfg.runner, "--model-workers", str(cfg.workers),
-                "--model-poll-interval-s", str(cfg.poll_interval_s),
-                "--audit-url", self._replica_audit_url(i),
-                "--log-level", cfg.log_level, *cfg.server_args]
+        return [
+            cfg.python,
+            "-m",
+            "server.main",
+            "--server-host",
+            cfg.host,
+            "--server-port",
+            str(port),
+            "--server-metrics-host",
+            cfg.host,
+            "--server-metrics-port",
+            str(metrics_port),
+            "--server-drain-delay-s",
+            str(cfg.drain_delay_s),
+            "--server-grace-s",
+            str(cfg.grace_s),
+            "--model-repository",
+            str(cfg.model_repository),
+            "--model-name",
+            cfg.model_name,
+            "--model-runner",
+            cfg.runner,
+            "--model-workers",
+            str(cfg.workers),
+            "--model-poll-interval-s",
+            str(cfg.poll_interval_s),
+            "--audit-url",
+            self._replica_audit_url(i),
+            "--log-level",
+            cfg.log_level,
+            *cfg.server_args,
+        ]
 
     def _replica_audit_url(self, i: int) -> str:
         if self.audit_url == "sqlite":
             return f"sqlite:///{(self.root / f'audit-{i}.sqlite3').resolve()}"
         return self.audit_url
 
-    def _spawn(self, name: str, cmd: list[str], log_name: str, env: dict[str, str] | None = None,
-               **extra: Any) -> Proc:
+    def _spawn(self, name: str, cmd: list[str], log_name: str, env: dict[str, str] | None = None, **extra: Any) -> Proc:
         log = open(self.logs / log_name, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
             log.flush()
-            popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env={**os.environ, **self.config.env, **(env or {})},
-                                     cwd=os.getcwd(), start_new_session=True)
+            popen = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.config.env, **(env or {})},
+                cwd=os.getcwd(),
+                start_new_session=True,
+            )
         finally:
             log.close()
         self._popen[popen.pid] = popen
@@ -417,8 +509,14 @@ class Cluster:
 
     def _spawn_replica(self, i: int) -> Proc:
         port, metrics_port = self.ports[i]
-        proc = self._spawn(f"replica-{i}", self._replica_cmd(i), f"replica-{i}.log",
-                           env={"PYTHONUNBUFFERED": "1"}, port=port, metrics_port=metrics_port)
+        proc = self._spawn(
+            f"replica-{i}",
+            self._replica_cmd(i),
+            f"replica-{i}.log",
+            env={"PYTHONUNBUFFERED": "1"},
+            port=port,
+            metrics_port=metrics_port,
+        )
         self.replicas[i] = proc
         return proc
 
@@ -475,7 +573,8 @@ class Cluster:
         try:
             with grpc.insecure_channel(target) as channel:
                 reply = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=timeout_s)
+                    health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=timeout_s
+                )
             return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
         except grpc.RpcError as exc:
             return exc.code().name
@@ -522,16 +621,19 @@ class Cluster:
 
     def _start_lb(self) -> None:
         cfg = self.config
-        config = envoy_config(host=cfg.host, lb_port=self.lb_port, admin_port=self.admin_port,
-                              backends=[(cfg.host, port) for port, _ in self.ports],
-                              health_interval_s=cfg.health_interval_s,
-                              access_log=str((self.logs / "envoy-failed-calls.log").resolve()))
+        config = envoy_config(
+            host=cfg.host,
+            lb_port=self.lb_port,
+            admin_port=self.admin_port,
+            backends=[(cfg.host, port) for port, _ in self.ports],
+            health_interval_s=cfg.health_interval_s,
+            access_log=str((self.logs / "envoy-failed-calls.log").resolve()),
+        )
         path = self.root / "envoy.json"
         path.write_text(json.dumps(config, indent=1))
         # One worker thread: the machine's cores are for the replicas. No hot restart, so
         # several Envoys (a test's beside `make cluster`) never share its shared memory.
-        cmd = [find_envoy(), "-c", str(path), "--concurrency", "1", "--disable-hot-restart",
-               "--log-level", "warn"]
+        cmd = [find_envoy(), "-c", str(path), "--concurrency", "1", "--disable-hot-restart", "--log-level", "warn"]
         self.lb = self._spawn("envoy", cmd, "envoy.log", lb_port=self.lb_port, admin_port=self.admin_port)
 
     # --- the audit store ---------------------------------------------------------------------
@@ -545,8 +647,10 @@ class Cluster:
     def _start_postgres(self) -> str:
         bindir = find_pg_bindir()
         if bindir is None:
-            raise RuntimeError("no PostgreSQL server binaries (initdb); install Debian's postgresql or "
-                               "pass --audit-url postgresql://... of a running server")
+            raise RuntimeError(
+                "no PostgreSQL server binaries (initdb); install Debian's postgresql or "
+                "pass --audit-url postgresql://... of a running server"
+            )
         port = self.config.pg_port or free_port(self.config.host)
         base = (self.root / "postgres").resolve()
         data = base / "data"
@@ -562,15 +666,52 @@ class Cluster:
         else:
             base.mkdir(parents=True, exist_ok=True)
         if not (data / "PG_VERSION").exists():
-            subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                            "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
-        options = (f"-c listen_addresses={self.config.host} -p {port} -c unix_socket_directories={base} "
-                   "-c fsync=off -c synchronous_commit=off -c max_connections=100")
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "postgres.log"),
-                        "-o", options, "-w", "-t", "60", "start"], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    *as_user,
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ],
+                check=True,
+                capture_output=True,
+            )
+        options = (
+            f"-c listen_addresses={self.config.host} -p {port} -c unix_socket_directories={base} "
+            "-c fsync=off -c synchronous_commit=off -c max_connections=100"
+        )
+        subprocess.run(
+            [
+                *as_user,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(base / "postgres.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
         pid = int((data / "postmaster.pid").read_text().split()[0])
-        self.postgres = Proc("postgres", pid, os.getpgid(pid), _start_ticks(pid) or 0,
-                             {"port": port, "data": str(data), "bindir": str(bindir), "as_user": as_user})
+        self.postgres = Proc(
+            "postgres",
+            pid,
+            os.getpgid(pid),
+            _start_ticks(pid) or 0,
+            {"port": port, "data": str(data), "bindir": str(bindir), "as_user": as_user},
+        )
         return f"postgresql://postgres@{self.config.host}:{port}/postgres"
 
     def _stop_postgres(self) -> None:
@@ -578,8 +719,21 @@ class Cluster:
         if pg is None:
             return
         if _alive(pg):
-            subprocess.run([*pg.extra["as_user"], str(Path(pg.extra["bindir"]) / "pg_ctl"), "-D", pg.extra["data"],
-                            "-m", "fast", "-w", "-t", "30", "stop"], capture_output=True)
+            subprocess.run(
+                [
+                    *pg.extra["as_user"],
+                    str(Path(pg.extra["bindir"]) / "pg_ctl"),
+                    "-D",
+                    pg.extra["data"],
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "30",
+                    "stop",
+                ],
+                capture_output=True,
+            )
             if _alive(pg):
                 os.kill(pg.pid, signal.SIGKILL)
         self.postgres = None
@@ -597,9 +751,13 @@ class Cluster:
         return out
 
     def failed_loads(self) -> dict[int, float]:
-        return {i: sum(v for labels, v in self.metric(i, "moderation_model_loads_total")
-                       if labels.get("result") == "failed")
-                for i, proc in enumerate(self.replicas) if proc is not None}
+        return {
+            i: sum(
+                v for labels, v in self.metric(i, "moderation_model_loads_total") if labels.get("result") == "failed"
+            )
+            for i, proc in enumerate(self.replicas)
+            if proc is not None
+        }
 
     def metric(self, i: int, name: str) -> list[tuple[dict[str, str], float]]:
         """Samples of one metric from replica i's /metrics, as (labels, value)."""
@@ -623,10 +781,15 @@ class Cluster:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "lb": self.lb_target, "lb_admin": self.admin_url, "audit_url": self.audit_url,
-            "model_repository": str(self.config.model_repository), "logs": str(self.logs),
-            "replicas": [{"index": i, "target": self.replica_target(i), "metrics": self.metrics_url(i)}
-                         for i in range(len(self.ports))],
+            "lb": self.lb_target,
+            "lb_admin": self.admin_url,
+            "audit_url": self.audit_url,
+            "model_repository": str(self.config.model_repository),
+            "logs": str(self.logs),
+            "replicas": [
+                {"index": i, "target": self.replica_target(i), "metrics": self.metrics_url(i)}
+                for i in range(len(self.ports))
+            ],
         }
 
     def _recorded(self) -> list[Proc]:
@@ -679,21 +842,25 @@ def _print_up(cluster: Cluster) -> None:
         print(f"  replica {r['index']}       {r['target']}   metrics {r['metrics']}")
     print(f"  audit store     {d['audit_url']}")
     print(f"  models          {d['model_repository']}   logs {d['logs']}")
-    print(f"try:   .venv/bin/python -m server.client --target {d['lb']} <image>")
+    print(f"try:   .venv/bin/python -m server.api.client --target {d['lb']} <image>")
     print(f"load:  .venv/bin/python -m loadtest --target {d['lb']} --duration 20")
     print(f"stop:  make cluster-down   (python -m loadtest.cluster down --root {cluster.root})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.cluster", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.cluster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=("up", "down", "status", "envoy-config"))
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="state, logs (default %(default)s)")
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--models", type=Path, default=Path("models"), help="shared model repository")
     parser.add_argument("--model-name", default="moderation")
-    parser.add_argument("--audit-url", default="own",
-                        help="own (start a private PostgreSQL), sqlite (one file per replica), or a postgresql:// URL")
+    parser.add_argument(
+        "--audit-url",
+        default="own",
+        help="own (start a private PostgreSQL), sqlite (one file per replica), or a postgresql:// URL",
+    )
     parser.add_argument("--lb-port", type=int, default=DEFAULT_LB_PORT)
     parser.add_argument("--admin-port", type=int, default=DEFAULT_ADMIN_PORT)
     parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
@@ -724,11 +891,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for host_port in (args.lb_port, args.base_port):
         if host_port <= 0:
             parser.error("up needs fixed ports")
-    cfg = ClusterConfig(root=args.root, model_repository=args.models, model_name=args.model_name,
-                        audit_url=args.audit_url, lb_port=args.lb_port, admin_port=args.admin_port,
-                        base_port=args.base_port, base_metrics_port=args.base_metrics_port, pg_port=args.pg_port,
-                        workers=args.workers, runner=args.runner, poll_interval_s=args.poll_interval,
-                        server_args=tuple(args.server_args))
+    cfg = ClusterConfig(
+        root=args.root,
+        model_repository=args.models,
+        model_name=args.model_name,
+        audit_url=args.audit_url,
+        lb_port=args.lb_port,
+        admin_port=args.admin_port,
+        base_port=args.base_port,
+        base_metrics_port=args.base_metrics_port,
+        pg_port=args.pg_port,
+        workers=args.workers,
+        runner=args.runner,
+        poll_interval_s=args.poll_interval,
+        server_args=tuple(args.server_args),
+    )
     try:
         cluster = Cluster(cfg).start(args.replicas)
     except (RuntimeError, TimeoutError, FileNotFoundError, subprocess.CalledProcessError) as exc:

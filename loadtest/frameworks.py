@@ -72,7 +72,7 @@ from loadtest.open_inference import (
 )
 from model.repository import latest_version_dir, load_metadata
 from moderation_api.v1 import moderation_pb2 as pb
-from server.client import open_channel
+from server.api.client import open_channel
 
 ROOT = Path(__file__).resolve().parent.parent
 KSERVE_MODEL_NAME = "moderation"
@@ -84,13 +84,16 @@ STARTED_LINE = "Application startup complete"  # uvicorn, once per REST process
 # logs none, so theirs are turned off rather than counted against KServe. uvicorn's own logger
 # stays at INFO: its start-up line per worker process tells when every worker serves.
 KSERVE_LOGGING = {
-    "version": 1, "disable_existing_loggers": False,
+    "version": 1,
+    "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"}},
     "handlers": {"out": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stdout"}},
-    "loggers": {"kserve": {"handlers": ["out"], "level": "WARNING", "propagate": False},
-                "kserve.trace": {"handlers": ["out"], "level": "WARNING", "propagate": False},
-                "uvicorn": {"handlers": ["out"], "level": "INFO", "propagate": False},
-                "uvicorn.access": {"handlers": ["out"], "level": "WARNING", "propagate": False}},
+    "loggers": {
+        "kserve": {"handlers": ["out"], "level": "WARNING", "propagate": False},
+        "kserve.trace": {"handlers": ["out"], "level": "WARNING", "propagate": False},
+        "uvicorn": {"handlers": ["out"], "level": "INFO", "propagate": False},
+        "uvicorn.access": {"handlers": ["out"], "level": "WARNING", "propagate": False},
+    },
 }
 
 
@@ -115,8 +118,12 @@ def ensure_kserve_venv(venv: Path, requirements: Path) -> Path:
 
 
 def installed_version(python: Path, package: str) -> str:
-    out = subprocess.run([str(python), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(python), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -140,10 +147,29 @@ class KServeProcess:
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [str(python), "-m", "loadtest.kserve_model", "--model_dir", str(version_dir), "--model_name",
-             KSERVE_MODEL_NAME, "--workers", str(workers), "--http_port", str(self.http_port), "--grpc_port",
-             str(self.grpc_port), "--enable_latency_logging", "false", "--log_config_file", str(logging_file)],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                str(python),
+                "-m",
+                "loadtest.kserve_model",
+                "--model_dir",
+                str(version_dir),
+                "--model_name",
+                KSERVE_MODEL_NAME,
+                "--workers",
+                str(workers),
+                "--http_port",
+                str(self.http_port),
+                "--grpc_port",
+                str(self.grpc_port),
+                "--enable_latency_logging",
+                "false",
+                "--log_config_file",
+                str(logging_file),
+            ],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             self.ready_s = self._wait_ready()
         except BaseException:
@@ -245,8 +271,15 @@ def roles(pids: list[int]) -> list[str]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             cmdline = b""
-        out.append("resource tracker" if b"resource_tracker" in cmdline
-                   else "worker" if b"spawn_main" in cmdline else "main" if index == 0 else "other")
+        out.append(
+            "resource tracker"
+            if b"resource_tracker" in cmdline
+            else "worker"
+            if b"spawn_main" in cmdline
+            else "main"
+            if index == 0
+            else "other"
+        )
     return out
 
 
@@ -281,8 +314,17 @@ def _snapshot(pids: list[int]) -> tuple[float, list[float], float, float]:
     return time.perf_counter(), [_cpu(pid) for pid in pids], own.user + own.system, busy_cpu_seconds()
 
 
-def closed_load(target: str, factory, *, channels: int, seconds: float, pids: list[int], method: Method = CLASSIFY,
-                channel_factory: ChannelFactory | None = None, attempts: int = 3) -> dict[str, Any]:
+def closed_load(
+    target: str,
+    factory,
+    *,
+    channels: int,
+    seconds: float,
+    pids: list[int],
+    method: Method = CLASSIFY,
+    channel_factory: ChannelFactory | None = None,
+    attempts: int = 3,
+) -> dict[str, Any]:
     """One closed-loop run at CONCURRENCY calls in flight, with the CPU every server process, the
     generator and everything else on the machine used from the end of the warm-up to the end,
     and the connections each server process held half-way.
@@ -305,24 +347,48 @@ def closed_load(target: str, factory, *, channels: int, seconds: float, pids: li
                 marks["connections"] = connections_per_process(pids, port)
 
         first = _snapshot(pids)
-        report, stall = asyncio.run(_watched(run_load(
-            target, requests_factory=factory, concurrency=CONCURRENCY, channels=channels, duration_s=seconds,
-            warmup_s=warmup_s, keep_records=False, method=method, channel_factory=channel_factory,
-            on_progress=progress, progress_every_s=0.25)))
+        report, stall = asyncio.run(
+            _watched(
+                run_load(
+                    target,
+                    requests_factory=factory,
+                    concurrency=CONCURRENCY,
+                    channels=channels,
+                    duration_s=seconds,
+                    warmup_s=warmup_s,
+                    keep_records=False,
+                    method=method,
+                    channel_factory=channel_factory,
+                    on_progress=progress,
+                    progress_every_s=0.25,
+                )
+            )
+        )
         (t0, cpu0, own0, busy0), (t1, cpu1, own1, busy1) = marks.get("start", first), _snapshot(pids)
         wall = t1 - t0
         server = [(b - a) / wall for a, b in zip(cpu0, cpu1, strict=True)]
         generator = (own1 - own0) / wall
         other = max(0.0, (busy1 - busy0) / wall - sum(server) - generator)
-        result = {"channels": channels, "concurrency": CONCURRENCY, "images_per_s": round(report.images_per_s, 1),
-                  "p50_ms": round(report.latency_ms["p50"], 1), "p99_ms": round(report.latency_ms["p99"], 1),
-                  "requests": report.requests, "errors": report.errors, "image_statuses": report.image_statuses,
-                  "server_cpu_cores": [round(c, 2) for c in server],
-                  "connections_per_process": marks.get("connections", []),
-                  "generator_cpu_cores": round(generator, 2), "other_cpu_cores": round(other, 2),
-                  "longest_stall_s": round(stall, 3), "attempt": attempt}
-        if best is None or (stall > MAX_STALL_S, other) < (best["longest_stall_s"] > MAX_STALL_S,
-                                                            best["other_cpu_cores"]):
+        result = {
+            "channels": channels,
+            "concurrency": CONCURRENCY,
+            "images_per_s": round(report.images_per_s, 1),
+            "p50_ms": round(report.latency_ms["p50"], 1),
+            "p99_ms": round(report.latency_ms["p99"], 1),
+            "requests": report.requests,
+            "errors": report.errors,
+            "image_statuses": report.image_statuses,
+            "server_cpu_cores": [round(c, 2) for c in server],
+            "connections_per_process": marks.get("connections", []),
+            "generator_cpu_cores": round(generator, 2),
+            "other_cpu_cores": round(other, 2),
+            "longest_stall_s": round(stall, 3),
+            "attempt": attempt,
+        }
+        if best is None or (stall > MAX_STALL_S, other) < (
+            best["longest_stall_s"] > MAX_STALL_S,
+            best["other_cpu_cores"],
+        ):
             best = result
         if stall <= MAX_STALL_S and other <= MAX_OTHER_CORES:
             break
@@ -373,22 +439,27 @@ def spread_http_channels(pids: list[int], port: int, processes: int, tries: int 
     kernel wakes them all for a new connection and the first to accept takes it; an asyncio
     server accepts every pending connection in one go, so a client that opens 8 connections at
     once often gets them all on one worker (and a REST server with 2 workers runs on one core)."""
+
     def factory(target: str, count: int, _options: Any = None) -> list[HttpChannel]:
         group = _SpreadGroup(pids, port, processes, tries)
         group.channels = [_SpreadChannel(target, group) for _ in range(count)]
         return group.channels
+
     return factory
 
 
 def our_scores(target: str, photos: list[bytes], classes: list[str]) -> np.ndarray:
     with open_channel(target) as channel:
-        classify = channel.unary_unary("/moderation.v1.Moderation/Classify",
-                                       request_serializer=pb.ClassifyRequest.SerializeToString,
-                                       response_deserializer=pb.ClassifyResponse.FromString)
+        classify = channel.unary_unary(
+            "/moderation.v1.Moderation/Classify",
+            request_serializer=pb.ClassifyRequest.SerializeToString,
+            response_deserializer=pb.ClassifyResponse.FromString,
+        )
         rows = []
         for i, photo in enumerate(photos):
-            result = classify(pb.ClassifyRequest(post_id=f"check-{i}", images=[pb.ImageInput(id="0", content=photo)]),
-                              timeout=30).results[0]
+            result = classify(
+                pb.ClassifyRequest(post_id=f"check-{i}", images=[pb.ImageInput(id="0", content=photo)]), timeout=30
+            ).results[0]
             rows.append([result.scores[name] for name in classes])
     return np.asarray(rows, dtype=np.float32)
 
@@ -396,8 +467,12 @@ def our_scores(target: str, photos: list[bytes], classes: list[str]) -> np.ndarr
 def kserve_scores(target: str, photos: list[bytes]) -> np.ndarray:
     with grpc.insecure_channel(target) as channel:
         stub = services().GRPCInferenceServiceStub(channel)
-        return np.stack([grpc_scores(stub.ModelInfer(grpc_request(photo, KSERVE_MODEL_NAME, f"check-{i}"), timeout=30))
-                         for i, photo in enumerate(photos)])
+        return np.stack(
+            [
+                grpc_scores(stub.ModelInfer(grpc_request(photo, KSERVE_MODEL_NAME, f"check-{i}"), timeout=30))
+                for i, photo in enumerate(photos)
+            ]
+        )
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -416,17 +491,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     info = cpu_info()
     step = args.step_s
     only = set(args.only.split(",")) if args.only else {"kserve-1", "kserve-2", "ours"}
-    print(f"frameworks: {info['model']}, {info['cores']} cores; model {args.name} v{metadata.version}; "
-          f"{len(photos)} photos, {step:g} s per load")
+    print(
+        f"frameworks: {info['model']}, {info['cores']} cores; model {args.name} v{metadata.version}; "
+        f"{len(photos)} photos, {step:g} s per load"
+    )
     result: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {**info, "kernel": platform.release(), "python": platform.python_version(),
-                    "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3]},
+        "machine": {
+            **info,
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+            "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+        },
         "model": {"name": args.name, "version": metadata.version, "input_size": metadata.input_size},
-        "load": {"concurrency": CONCURRENCY, "step_s": step, "warmup_s": 1.0, "images_per_request": 1,
-                 "photos": len(photos), "photo_bytes_mean": int(np.mean([len(p) for p in photos]))},
-        "versions": {"kserve": installed_version(python, "kserve"),
-                     "onnxruntime": installed_version(python, "onnxruntime")},
+        "load": {
+            "concurrency": CONCURRENCY,
+            "step_s": step,
+            "warmup_s": 1.0,
+            "images_per_request": 1,
+            "photos": len(photos),
+            "photo_bytes_mean": int(np.mean([len(p) for p in photos])),
+        },
+        "versions": {
+            "kserve": installed_version(python, "kserve"),
+            "onnxruntime": installed_version(python, "onnxruntime"),
+        },
         "systems": [],
     }
     work = Path(tempfile.mkdtemp(prefix="frameworks-", dir=args.out))
@@ -439,27 +528,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         kserve = KServeProcess(python, version_dir, workers, work)
         try:
             pids = kserve.pids()
-            system: dict[str, Any] = {"name": f"KServe {workers} worker{'s' if workers > 1 else ''}",
-                                      "key": f"kserve-{workers}", "ready_s": round(kserve.ready_s, 2), "loads": {}}
+            system: dict[str, Any] = {
+                "name": f"KServe {workers} worker{'s' if workers > 1 else ''}",
+                "key": f"kserve-{workers}",
+                "ready_s": round(kserve.ready_s, 2),
+                "loads": {},
+            }
             scores = kserve_scores(kserve.grpc_target, check_photos)
             reference = scores if reference is None else reference
             loads = system["loads"]
-            loads["grpc_1ch"] = closed_load(kserve.grpc_target, grpc_factory, channels=1, seconds=step, pids=pids,
-                                            method=v2_grpc)
-            loads["grpc_8ch"] = closed_load(kserve.grpc_target, grpc_factory, channels=8, seconds=step, pids=pids,
-                                            method=v2_grpc)
-            loads["rest_8conn"] = closed_load(kserve.http_target, rest_factory, channels=8, seconds=step, pids=pids,
-                                              method=v2_rest, channel_factory=http_channels)
+            loads["grpc_1ch"] = closed_load(
+                kserve.grpc_target, grpc_factory, channels=1, seconds=step, pids=pids, method=v2_grpc
+            )
+            loads["grpc_8ch"] = closed_load(
+                kserve.grpc_target, grpc_factory, channels=8, seconds=step, pids=pids, method=v2_grpc
+            )
+            loads["rest_8conn"] = closed_load(
+                kserve.http_target,
+                rest_factory,
+                channels=8,
+                seconds=step,
+                pids=pids,
+                method=v2_rest,
+                channel_factory=http_channels,
+            )
             if workers > 1:
                 loads["rest_8conn_spread"] = closed_load(
-                    kserve.http_target, rest_factory, channels=8, seconds=step, pids=pids, method=v2_rest,
-                    channel_factory=spread_http_channels(pids, kserve.http_port, workers))
+                    kserve.http_target,
+                    rest_factory,
+                    channels=8,
+                    seconds=step,
+                    pids=pids,
+                    method=v2_rest,
+                    channel_factory=spread_http_channels(pids, kserve.http_port, workers),
+                )
             system["rss"] = rss(pids)
             system["pids"], system["roles"] = pids, roles(pids)
             system["scores_check"] = scores.round(6).tolist()
             result["systems"].append(system)
-            print(f"  {system['name']}: " + "; ".join(f"{k} {v['images_per_s']} img/s p99 {v['p99_ms']} ms"
-                                                      for k, v in loads.items()))
+            print(
+                f"  {system['name']}: "
+                + "; ".join(f"{k} {v['images_per_s']} img/s p99 {v['p99_ms']} ms" for k, v in loads.items())
+            )
         finally:
             kserve.stop()
     if "ours" in only:
@@ -476,8 +586,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             system["rss"] = rss(pids)
             system["pids"], system["roles"] = pids, roles(pids)
             result["systems"].append(system)
-            print(f"  {system['name']}: " + "; ".join(f"{k} {v['images_per_s']} img/s p99 {v['p99_ms']} ms"
-                                                      for k, v in system["loads"].items()))
+            print(
+                f"  {system['name']}: "
+                + "; ".join(f"{k} {v['images_per_s']} img/s p99 {v['p99_ms']} ms" for k, v in system["loads"].items())
+            )
         finally:
             ours.stop()
     result["comparison"] = compare(result["systems"])
@@ -485,10 +597,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-SHAPES = {"1ch": ("1 connection x 8 calls", ("grpc_1ch",)),
-          "8ch": ("8 connections x 8 calls", ("grpc_8ch", "rest_8conn", "rest_8conn_spread"))}
-LOAD_NAMES = {"grpc_1ch": "gRPC, 1 channel", "grpc_8ch": "gRPC, 8 channels", "rest_8conn": "REST, 8 connections",
-              "rest_8conn_spread": "REST, 8 connections spread evenly over the workers"}
+SHAPES = {
+    "1ch": ("1 connection x 8 calls", ("grpc_1ch",)),
+    "8ch": ("8 connections x 8 calls", ("grpc_8ch", "rest_8conn", "rest_8conn_spread")),
+}
+LOAD_NAMES = {
+    "grpc_1ch": "gRPC, 1 channel",
+    "grpc_8ch": "gRPC, 8 channels",
+    "rest_8conn": "REST, 8 connections",
+    "rest_8conn_spread": "REST, 8 connections spread evenly over the workers",
+}
 
 
 def compare(systems: list[dict[str, Any]]) -> dict[str, Any]:
@@ -497,32 +615,40 @@ def compare(systems: list[dict[str, Any]]) -> dict[str, Any]:
     ours = next((s for s in systems if s["key"] == "ours"), None)
     out = {}
     for shape, (_, loads) in SHAPES.items():
-        rivals = [(s, name, s["loads"][name]) for s in systems if s["key"] != "ours"
-                  for name in loads if name in s["loads"]]
+        rivals = [
+            (s, name, s["loads"][name]) for s in systems if s["key"] != "ours" for name in loads if name in s["loads"]
+        ]
         if ours is None or not rivals:
             continue
         best_system, best_load, best = max(rivals, key=lambda r: r[2]["images_per_s"])
         mine = ours["loads"][f"grpc_{shape}"]
         ratio = mine["images_per_s"] / max(best["images_per_s"], 1e-9)
-        out[shape] = {"kserve_best": f"{best_system['name']}, {LOAD_NAMES[best_load]}",
-                      "kserve_images_per_s": best["images_per_s"], "kserve_p99_ms": best["p99_ms"],
-                      "ours_images_per_s": mine["images_per_s"], "ours_p99_ms": mine["p99_ms"],
-                      "throughput_ratio": round(ratio, 2),
-                      "target_met": ratio >= 1.2 and mine["p99_ms"] < best["p99_ms"]}
+        out[shape] = {
+            "kserve_best": f"{best_system['name']}, {LOAD_NAMES[best_load]}",
+            "kserve_images_per_s": best["images_per_s"],
+            "kserve_p99_ms": best["p99_ms"],
+            "ours_images_per_s": mine["images_per_s"],
+            "ours_p99_ms": mine["p99_ms"],
+            "throughput_ratio": round(ratio, 2),
+            "target_met": ratio >= 1.2 and mine["p99_ms"] < best["p99_ms"],
+        }
     return out
 
 
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
-    lines = [f"Measured by `make bench-frameworks` on {r['date']}: {m['model']}, {m['cores']} cores, Python "
-             f"{m['python']}, kserve {r['versions']['kserve']}, onnxruntime {r['versions']['onnxruntime']}; model "
-             f"v{r['model']['version']} ({r['model']['input_size']}x{r['model']['input_size']}); closed loop, "
-             f"{r['load']['concurrency']} calls in flight, one 1024x768 JPEG per call "
-             f"({r['load']['photo_bytes_mean'] // 1000} KB mean), {r['load']['step_s']:g} s per load after "
-             f"{r['load']['warmup_s']:g} s of warm-up; the load generator shares the cores.", "",
-             "| server | load | img/s | p50 ms | p99 ms | per server process: CPU cores / connections | "
-             "RSS MB per process = total | rest of the machine, cores |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Measured by `make bench-frameworks` on {r['date']}: {m['model']}, {m['cores']} cores, Python "
+        f"{m['python']}, kserve {r['versions']['kserve']}, onnxruntime {r['versions']['onnxruntime']}; model "
+        f"v{r['model']['version']} ({r['model']['input_size']}x{r['model']['input_size']}); closed loop, "
+        f"{r['load']['concurrency']} calls in flight, one 1024x768 JPEG per call "
+        f"({r['load']['photo_bytes_mean'] // 1000} KB mean), {r['load']['step_s']:g} s per load after "
+        f"{r['load']['warmup_s']:g} s of warm-up; the load generator shares the cores.",
+        "",
+        "| server | load | img/s | p50 ms | p99 ms | per server process: CPU cores / connections | "
+        "RSS MB per process = total | rest of the machine, cores |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for s in r["systems"]:
         memory = f"{' + '.join(str(x) for x in s['rss']['processes_mb'])} = {s['rss']['total_mb']}"
         for name, load in s["loads"].items():
@@ -531,30 +657,45 @@ def markdown(r: dict[str, Any]) -> str:
                 errors += f" (stood still {load['longest_stall_s']:.1f} s)"
             if load["other_cpu_cores"] > MAX_OTHER_CORES:
                 errors += " (disturbed)"
-            per = ", ".join(f"{c:.2f} / {n}" for c, n in zip(load["server_cpu_cores"], load["connections_per_process"],
-                                                             strict=True))
-            lines.append(f"| {s['name']} | {LOAD_NAMES[name]} | {load['images_per_s']}{errors} | {load['p50_ms']} | "
-                         f"{load['p99_ms']} | {per} | {memory} | {load['other_cpu_cores']} |")
+            per = ", ".join(
+                f"{c:.2f} / {n}" for c, n in zip(load["server_cpu_cores"], load["connections_per_process"], strict=True)
+            )
+            lines.append(
+                f"| {s['name']} | {LOAD_NAMES[name]} | {load['images_per_s']}{errors} | {load['p50_ms']} | "
+                f"{load['p99_ms']} | {per} | {memory} | {load['other_cpu_cores']} |"
+            )
     generator = [load["generator_cpu_cores"] for s in r["systems"] for load in s["loads"].values()]
     processes = "; ".join(f"{s['name']}: {', '.join(s['roles'])}" for s in r["systems"])
-    lines += ["", f"Server processes, in the order above: {processes}. The load generator used {min(generator):.2f}-"
-              f"{max(generator):.2f} cores; 'rest of the machine' is what all other processes used meanwhile."]
+    lines += [
+        "",
+        f"Server processes, in the order above: {processes}. The load generator used {min(generator):.2f}-"
+        f"{max(generator):.2f} cores; 'rest of the machine' is what all other processes used meanwhile.",
+    ]
     if r.get("comparison"):
-        lines += ["", "| load shape | KServe's best | this server | ratio | target: >= 1.2x and a lower p99 |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| load shape | KServe's best | this server | ratio | target: >= 1.2x and a lower p99 |",
+            "|---|---|---|---|---|",
+        ]
         for shape, c in r["comparison"].items():
-            lines.append(f"| {SHAPES[shape][0]} | {c['kserve_images_per_s']} img/s, p99 {c['kserve_p99_ms']} ms "
-                         f"({c['kserve_best']}) | {c['ours_images_per_s']} img/s, p99 {c['ours_p99_ms']} ms | "
-                         f"{c['throughput_ratio']}x | {'met' if c['target_met'] else 'not met'} |")
+            lines.append(
+                f"| {SHAPES[shape][0]} | {c['kserve_images_per_s']} img/s, p99 {c['kserve_p99_ms']} ms "
+                f"({c['kserve_best']}) | {c['ours_images_per_s']} img/s, p99 {c['ours_p99_ms']} ms | "
+                f"{c['throughput_ratio']}x | {'met' if c['target_met'] else 'not met'} |"
+            )
     if "max_abs_score_diff" in r:
-        lines += ["", f"Same work: KServe's scores for {len(r['systems'][0]['scores_check'])} photos differ from "
-                  f"this server's by at most {r['max_abs_score_diff']:.2g}."]
+        lines += [
+            "",
+            f"Same work: KServe's scores for {len(r['systems'][0]['scores_check'])} photos differ from "
+            f"this server's by at most {r['max_abs_score_diff']:.2g}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.frameworks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.frameworks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default="models")
     parser.add_argument("--name", default="moderation")
     parser.add_argument("--images", default="var/loadtest-images")

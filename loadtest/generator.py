@@ -46,7 +46,7 @@ from grpc import aio
 
 from loadtest import plot
 from moderation_api.v1 import moderation_pb2 as pb
-from server.client import channel_options as recommended_channel_options
+from server.api.client import channel_options as recommended_channel_options
 
 METHOD = "/moderation.v1.Moderation/Classify"
 
@@ -101,8 +101,12 @@ def _as_is(payload: bytes) -> bytes:
     return payload
 
 
-def prepared(make: Callable[[int], Any], period: int, serializer: Callable[[Any], bytes] | None = None,
-             images: Callable[[Any], int] = _classify_images) -> Callable[[int], Serialized]:
+def prepared(
+    make: Callable[[int], Any],
+    period: int,
+    serializer: Callable[[Any], bytes] | None = None,
+    images: Callable[[Any], int] = _classify_images,
+) -> Callable[[int], Serialized]:
     """A factory of Serialized requests from one that builds messages, for a `make` whose
     requests repeat every `period` calls: the period's requests are built and serialised once."""
     serializer = serializer or (lambda request: request.SerializeToString())
@@ -169,8 +173,13 @@ def machine_info() -> dict[str, Any]:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "grpcio": grpc.__version__}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+    }
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -234,15 +243,17 @@ class LoadReport:
         return path
 
     def describe(self) -> str:
-        load = (f"closed loop, concurrency {self.concurrency}" if self.mode == "closed"
-                else f"open loop, {self.arrivals} arrivals at {self.rate:.4g} req/s")
+        load = (
+            f"closed loop, concurrency {self.concurrency}"
+            if self.mode == "closed"
+            else f"open loop, {self.arrivals} arrivals at {self.rate:.4g} req/s"
+        )
         return f"{load}, {self.channels} channel{'s' if self.channels != 1 else ''}"
 
     def table(self) -> str:
         lat = self.latency_ms
         lines = [
-            f"target {self.target}  {self.describe()}  {self.window_s:.1f} s measured "
-            f"(+{self.warmup_s:g} s warm-up)",
+            f"target {self.target}  {self.describe()}  {self.window_s:.1f} s measured (+{self.warmup_s:g} s warm-up)",
             f"  requests   {self.requests:>8}   ok {self.ok}   warm-up {self.warmup_requests}"
             + (f"   skipped {self.skipped}" if self.mode == "open" else ""),
             f"  throughput {self.throughput_rps:>8.1f} req/s   ok {self.ok_rps:.1f} req/s   "
@@ -269,16 +280,34 @@ class LoadReport:
         rows = self.timeline
         mid = [row["t"] + self.timeline_bin_s / 2 for row in rows]
         per = f"per {self.timeline_bin_s:g} s"
-        latency = plot.Panel("latency (ms, log scale)", log_y=True, series=[
-            plot.Series([r.start_s for r in ok[::stride]], [r.latency_s * 1000 for r in ok[::stride]],
-                        plot.LIGHT_BLUE, "request", kind="scatter", radius=1),
-            plot.Series([r.start_s for r in failed], [r.latency_s * 1000 for r in failed],
-                        plot.RED, "failed call", kind="scatter", radius=2),
-            plot.Series(mid, [row["p50_ms"] for row in rows], plot.BLUE, f"p50 {per}"),
-            plot.Series(mid, [row["p99_ms"] for row in rows], plot.ORANGE, f"p99 {per}"),
-        ])
-        rates = [plot.Series(mid, [row["completed_rps"] for row in rows], plot.BLUE, "completed req/s"),
-                 plot.Series(mid, [row["ok_rps"] for row in rows], plot.GREEN, "OK req/s")]
+        latency = plot.Panel(
+            "latency (ms, log scale)",
+            log_y=True,
+            series=[
+                plot.Series(
+                    [r.start_s for r in ok[::stride]],
+                    [r.latency_s * 1000 for r in ok[::stride]],
+                    plot.LIGHT_BLUE,
+                    "request",
+                    kind="scatter",
+                    radius=1,
+                ),
+                plot.Series(
+                    [r.start_s for r in failed],
+                    [r.latency_s * 1000 for r in failed],
+                    plot.RED,
+                    "failed call",
+                    kind="scatter",
+                    radius=2,
+                ),
+                plot.Series(mid, [row["p50_ms"] for row in rows], plot.BLUE, f"p50 {per}"),
+                plot.Series(mid, [row["p99_ms"] for row in rows], plot.ORANGE, f"p99 {per}"),
+            ],
+        )
+        rates = [
+            plot.Series(mid, [row["completed_rps"] for row in rows], plot.BLUE, "completed req/s"),
+            plot.Series(mid, [row["ok_rps"] for row in rows], plot.GREEN, "OK req/s"),
+        ]
         if self.images != self.requests:
             rates.append(plot.Series(mid, [row["images_per_s"] for row in rows], plot.PURPLE, "images/s"))
         if self.mode == "open":
@@ -289,17 +318,38 @@ class LoadReport:
         end = max([self.elapsed_s, *(r.end_s for r in self.records)])
         lat = self.latency_ms
         heading = title or f"{self.target}: {self.describe()}"
-        heading += (f"  |  {self.ok_rps:.0f} req/s, {self.images_per_s:.0f} img/s, "
-                    f"p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms")
-        return plot.render(path, [latency, throughput], title=heading, xlabel="seconds since start",
-                           x_range=(0.0, max(1.0, math.ceil(end))))
+        heading += (
+            f"  |  {self.ok_rps:.0f} req/s, {self.images_per_s:.0f} img/s, "
+            f"p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms"
+        )
+        return plot.render(
+            path,
+            [latency, throughput],
+            title=heading,
+            xlabel="seconds since start",
+            x_range=(0.0, max(1.0, math.ceil(end))),
+        )
 
 
-def summarize(records: Sequence[RequestRecord], *, target: str = "", mode: str = "closed",
-              concurrency: int | None = None, rate: float | None = None, arrivals: str | None = None,
-              channels: int = 1, warmup_s: float = 0.0, duration_s: float = 0.0, send_stop_s: float | None = None,
-              elapsed_s: float | None = None, max_outstanding: int = 0, max_outstanding_limit: int | None = None,
-              skipped: int = 0, started_at: str | None = None, keep_records: bool = True) -> LoadReport:
+def summarize(
+    records: Sequence[RequestRecord],
+    *,
+    target: str = "",
+    mode: str = "closed",
+    concurrency: int | None = None,
+    rate: float | None = None,
+    arrivals: str | None = None,
+    channels: int = 1,
+    warmup_s: float = 0.0,
+    duration_s: float = 0.0,
+    send_stop_s: float | None = None,
+    elapsed_s: float | None = None,
+    max_outstanding: int = 0,
+    max_outstanding_limit: int | None = None,
+    skipped: int = 0,
+    started_at: str | None = None,
+    keep_records: bool = True,
+) -> LoadReport:
     """Builds the report from raw records (also usable on records from elsewhere, e.g. tests)."""
     ends = [r.end_s for r in records]
     last_end = max(ends, default=0.0)
@@ -315,10 +365,21 @@ def summarize(records: Sequence[RequestRecord], *, target: str = "", mode: str =
     for r in ok:
         image_statuses.update(r.image_statuses)
     return LoadReport(
-        target=target, mode=mode, concurrency=concurrency, rate=rate, arrivals=arrivals, channels=channels,
-        warmup_s=warmup_s, duration_s=duration_s, window_s=window_s, elapsed_s=elapsed_s,
-        requests=len(measured), ok=len(ok), images=sum(r.images for r in measured),
-        throughput_rps=len(in_window) / window_s, ok_rps=len(ok_in_window) / window_s,
+        target=target,
+        mode=mode,
+        concurrency=concurrency,
+        rate=rate,
+        arrivals=arrivals,
+        channels=channels,
+        warmup_s=warmup_s,
+        duration_s=duration_s,
+        window_s=window_s,
+        elapsed_s=elapsed_s,
+        requests=len(measured),
+        ok=len(ok),
+        images=sum(r.images for r in measured),
+        throughput_rps=len(in_window) / window_s,
+        ok_rps=len(ok_in_window) / window_s,
         images_per_s=sum(r.images for r in ok_in_window) / window_s,
         send_rate_rps=len(measured) / window_s,
         latency_ms=latency_summary([r.latency_s for r in ok]),
@@ -326,7 +387,9 @@ def summarize(records: Sequence[RequestRecord], *, target: str = "", mode: str =
         schedule_lag_ms=latency_summary([r.lag_s for r in measured]) if mode == "open" else None,
         errors=dict(Counter(r.code for r in measured if r.code != "OK")),
         image_statuses=dict(image_statuses),
-        max_outstanding=max_outstanding, max_outstanding_limit=max_outstanding_limit, skipped=skipped,
+        max_outstanding=max_outstanding,
+        max_outstanding_limit=max_outstanding_limit,
+        skipped=skipped,
         warmup_requests=sum(1 for r in records if r.start_s < warmup_s),
         timeline=_timeline(records, max(elapsed_s, last_end), bin_s),
         timeline_bin_s=bin_s,
@@ -344,8 +407,7 @@ def timeline_bin(span_s: float, count: int, per_bin: int = 25, min_bins: int = 1
     bin's p99 is more than its one slowest call, and no more than max_bins bins; but never so
     wide that the run has fewer than min_bins bins: a short burst must still show."""
     span_s = max(span_s, 1e-9)
-    width = next((w for w in _BIN_WIDTHS if count * w / span_s >= per_bin and span_s / w <= max_bins),
-                 _BIN_WIDTHS[-1])
+    width = next((w for w in _BIN_WIDTHS if count * w / span_s >= per_bin and span_s / w <= max_bins), _BIN_WIDTHS[-1])
     while width > _BIN_WIDTHS[0] and span_s / width < min_bins:
         width = _BIN_WIDTHS[_BIN_WIDTHS.index(width) - 1]
     return width
@@ -369,10 +431,17 @@ def _timeline(records: Sequence[RequestRecord], end_s: float, bin_s: float) -> l
     rows = []
     for i in range(n):
         lat = sorted(started_latencies[i])
-        rows.append({"t": round(i * bin_s, 6), "sent_rps": sent[i] / bin_s, "completed_rps": completed[i] / bin_s,
-                     "ok_rps": ok_done[i] / bin_s, "images_per_s": images[i] / bin_s,
-                     "p50_ms": percentile(lat, 50) * 1000 if lat else math.nan,
-                     "p99_ms": percentile(lat, 99) * 1000 if lat else math.nan})
+        rows.append(
+            {
+                "t": round(i * bin_s, 6),
+                "sent_rps": sent[i] / bin_s,
+                "completed_rps": completed[i] / bin_s,
+                "ok_rps": ok_done[i] / bin_s,
+                "images_per_s": images[i] / bin_s,
+                "p50_ms": percentile(lat, 50) * 1000 if lat else math.nan,
+                "p99_ms": percentile(lat, 99) * 1000 if lat else math.nan,
+            }
+        )
     return rows
 
 
@@ -397,23 +466,43 @@ def make_channels(target: str, count: int, options: Sequence[tuple[str, Any]] | 
     a process-wide pool, so N identical channels would quietly be one connection. A local
     subchannel pool per channel, plus an argument that differs per channel, keeps them apart."""
     base = list(options if options is not None else recommended_channel_options())
-    return [aio.insecure_channel(target, options=[*base, ("grpc.use_local_subchannel_pool", 1),
-                                                  ("loadtest.channel_index", i)])
-            for i in range(count)]
+    return [
+        aio.insecure_channel(
+            target, options=[*base, ("grpc.use_local_subchannel_pool", 1), ("loadtest.channel_index", i)]
+        )
+        for i in range(count)
+    ]
 
 
 class _Run:
-    def __init__(self, target: str, factory: RequestFactory, *, channels: int, warmup_s: float, duration_s: float,
-                 max_requests: int | None, timeout_s: float, metadata: Sequence[tuple[str, str]] | None,
-                 stop: asyncio.Event | None, options: Sequence[tuple[str, Any]] | None, method: Method = CLASSIFY,
-                 channel_factory: ChannelFactory | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        factory: RequestFactory,
+        *,
+        channels: int,
+        warmup_s: float,
+        duration_s: float,
+        max_requests: int | None,
+        timeout_s: float,
+        metadata: Sequence[tuple[str, str]] | None,
+        stop: asyncio.Event | None,
+        options: Sequence[tuple[str, Any]] | None,
+        method: Method = CLASSIFY,
+        channel_factory: ChannelFactory | None = None,
+    ) -> None:
         self.target = target
         self.factory = factory
         self.method = method
         self.channels = list((channel_factory or make_channels)(target, channels, options))
-        self.calls = [ch.unary_unary(method.path, request_serializer=method.request_serializer,
-                                     response_deserializer=method.response_deserializer)
-                      for ch in self.channels]
+        self.calls = [
+            ch.unary_unary(
+                method.path,
+                request_serializer=method.request_serializer,
+                response_deserializer=method.response_deserializer,
+            )
+            for ch in self.channels
+        ]
         self.raw_calls: list[Any] = []  # for Serialized requests, made on the first one
         self.end_s = warmup_s + duration_s
         self.max_requests = max_requests if max_requests is not None else math.inf
@@ -463,9 +552,14 @@ class _Run:
             raise
         if isinstance(request, Serialized):
             if not self.raw_calls:
-                self.raw_calls = [ch.unary_unary(self.method.path, request_serializer=_as_is,
-                                                 response_deserializer=self.method.response_deserializer)
-                                  for ch in self.channels]
+                self.raw_calls = [
+                    ch.unary_unary(
+                        self.method.path,
+                        request_serializer=_as_is,
+                        response_deserializer=self.method.response_deserializer,
+                    )
+                    for ch in self.channels
+                ]
             invoke, images, request = self.raw_calls[index], request.images, request.payload
         else:
             invoke, images = self.calls[index], self.method.images(request)
@@ -537,9 +631,16 @@ class _Run:
         while True:
             await asyncio.sleep(every_s)
             done = len(self.records)
-            callback({"elapsed_s": self.now(), "sent": self.issued, "completed": done,
-                      "failed": sum(1 for r in self.records if r.code != "OK"),
-                      "outstanding": self.outstanding, "skipped": self.skipped})
+            callback(
+                {
+                    "elapsed_s": self.now(),
+                    "sent": self.issued,
+                    "completed": done,
+                    "failed": sum(1 for r in self.records if r.code != "OK"),
+                    "outstanding": self.outstanding,
+                    "skipped": self.skipped,
+                }
+            )
 
     async def close(self) -> None:
         await asyncio.gather(*(ch.close() for ch in self.channels), return_exceptions=True)
@@ -571,14 +672,30 @@ def mean_rate(rate: Callable[[float], float], start_s: float, end_s: float, step
     return sum(rate(start_s + (i + 0.5) * step_s) for i in range(steps)) / steps
 
 
-async def run_load(target: str, *, requests_factory: RequestFactory, concurrency: int = 8, channels: int = 1,
-                   duration_s: float = 10.0, max_requests: int | None = None, warmup_s: float = 0.0,
-                   rate: Rate | None = None, arrivals: str = "poisson", max_outstanding: int | None = None,
-                   timeout_s: float = 30.0, seed: int = 0, metadata: Sequence[tuple[str, str]] | None = None,
-                   channel_options: Sequence[tuple[str, Any]] | None = None, connect_timeout_s: float = 10.0,
-                   stop: asyncio.Event | None = None, on_progress: ProgressCallback | None = None,
-                   progress_every_s: float = 1.0, keep_records: bool = True, method: Method = CLASSIFY,
-                   channel_factory: ChannelFactory | None = None) -> LoadReport:
+async def run_load(
+    target: str,
+    *,
+    requests_factory: RequestFactory,
+    concurrency: int = 8,
+    channels: int = 1,
+    duration_s: float = 10.0,
+    max_requests: int | None = None,
+    warmup_s: float = 0.0,
+    rate: Rate | None = None,
+    arrivals: str = "poisson",
+    max_outstanding: int | None = None,
+    timeout_s: float = 30.0,
+    seed: int = 0,
+    metadata: Sequence[tuple[str, str]] | None = None,
+    channel_options: Sequence[tuple[str, Any]] | None = None,
+    connect_timeout_s: float = 10.0,
+    stop: asyncio.Event | None = None,
+    on_progress: ProgressCallback | None = None,
+    progress_every_s: float = 1.0,
+    keep_records: bool = True,
+    method: Method = CLASSIFY,
+    channel_factory: ChannelFactory | None = None,
+) -> LoadReport:
     """Runs one load test and returns its report.
 
     requests_factory(seq) builds the request for the seq-th call (0-based, warm-up included).
@@ -586,7 +703,7 @@ async def run_load(target: str, *, requests_factory: RequestFactory, concurrency
     since start: open loop, with at most `max_outstanding` calls in flight (default: 4 x
     concurrency, at least 64). max_requests bounds the calls sent, warm-up included; the run
     also ends after warmup_s + duration_s or when `stop` is set, whichever comes first.
-    channel_options replace server.client's recommended options (the per-channel arguments
+    channel_options replace server.api.client's recommended options (the per-channel arguments
     that keep connections apart are always added). method: the call to make (default: Classify,
     and requests_factory must build that method's requests); channel_factory: how channels are
     opened (default: make_channels, grpc.aio)."""
@@ -594,9 +711,20 @@ async def run_load(target: str, *, requests_factory: RequestFactory, concurrency
         raise ValueError("concurrency and channels must be at least 1")
     if arrivals not in ("poisson", "uniform"):
         raise ValueError(f"arrivals must be 'poisson' or 'uniform', not {arrivals!r}")
-    run = _Run(target, requests_factory, channels=channels, warmup_s=warmup_s, duration_s=duration_s,
-               max_requests=max_requests, timeout_s=timeout_s, metadata=metadata, stop=stop, options=channel_options,
-               method=method, channel_factory=channel_factory)
+    run = _Run(
+        target,
+        requests_factory,
+        channels=channels,
+        warmup_s=warmup_s,
+        duration_s=duration_s,
+        max_requests=max_requests,
+        timeout_s=timeout_s,
+        metadata=metadata,
+        stop=stop,
+        options=channel_options,
+        method=method,
+        channel_factory=channel_factory,
+    )
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     ticker: asyncio.Task | None = None
     try:
@@ -619,11 +747,23 @@ async def run_load(target: str, *, requests_factory: RequestFactory, concurrency
         await run.close()
     run.sending_done()  # pins send_stop_s when nothing was ever sent
     return summarize(
-        sorted(run.records, key=lambda r: r.seq), target=target, mode="closed" if rate is None else "open",
-        concurrency=concurrency if rate is None else None, rate=mean, arrivals=arrivals if rate is not None else None,
-        channels=channels, warmup_s=warmup_s, duration_s=duration_s, send_stop_s=run.send_stop_s,
-        elapsed_s=elapsed, max_outstanding=run.max_outstanding, max_outstanding_limit=limit, skipped=run.skipped,
-        started_at=started_at, keep_records=keep_records)
+        sorted(run.records, key=lambda r: r.seq),
+        target=target,
+        mode="closed" if rate is None else "open",
+        concurrency=concurrency if rate is None else None,
+        rate=mean,
+        arrivals=arrivals if rate is not None else None,
+        channels=channels,
+        warmup_s=warmup_s,
+        duration_s=duration_s,
+        send_stop_s=run.send_stop_s,
+        elapsed_s=elapsed,
+        max_outstanding=run.max_outstanding,
+        max_outstanding_limit=limit,
+        skipped=run.skipped,
+        started_at=started_at,
+        keep_records=keep_records,
+    )
 
 
 # --- saturation -------------------------------------------------------------------------------
@@ -651,9 +791,15 @@ class SaturationResult:
     reports: list[LoadReport] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe({"channels": self.channels, "best": asdict(self.best), "knee": asdict(self.knee),
-                           "steps": [asdict(s) for s in self.steps],
-                           "machine": self.reports[0].machine if self.reports else machine_info()})
+        return _json_safe(
+            {
+                "channels": self.channels,
+                "best": asdict(self.best),
+                "knee": asdict(self.knee),
+                "steps": [asdict(s) for s in self.steps],
+                "machine": self.reports[0].machine if self.reports else machine_info(),
+            }
+        )
 
     def write_json(self, path: Path | str) -> Path:
         path = Path(path)
@@ -662,41 +808,70 @@ class SaturationResult:
         return path
 
     def table(self) -> str:
-        lines = [f"{'concurrency':>11} {'req/s':>8} {'ok req/s':>8} {'img/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
-                 f"{'p99 ms':>8}  errors"]
+        lines = [
+            f"{'concurrency':>11} {'req/s':>8} {'ok req/s':>8} {'img/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
+            f"{'p99 ms':>8}  errors"
+        ]
         for s in self.steps:
             errors = ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items())) or "-"
             mark = "  <- best" if s is self.best else ("  <- knee" if s is self.knee else "")
-            lines.append(f"{s.concurrency:>11} {s.throughput_rps:>8.1f} {s.ok_rps:>8.1f} {s.images_per_s:>8.1f} "
-                         f"{s.latency_ms['p50']:>8.1f} {s.latency_ms['p95']:>8.1f} {s.latency_ms['p99']:>8.1f}  "
-                         f"{errors}{mark}")
+            lines.append(
+                f"{s.concurrency:>11} {s.throughput_rps:>8.1f} {s.ok_rps:>8.1f} {s.images_per_s:>8.1f} "
+                f"{s.latency_ms['p50']:>8.1f} {s.latency_ms['p95']:>8.1f} {s.latency_ms['p99']:>8.1f}  "
+                f"{errors}{mark}"
+            )
         return "\n".join(lines)
 
     def write_plot(self, path: Path | str, title: str | None = None) -> Path:
         xs = [s.concurrency for s in self.steps]
-        throughput = plot.Panel("throughput per second", y_min=0, series=[
-            plot.Series(xs, [s.ok_rps for s in self.steps], plot.BLUE, "OK req/s", kind="markers")])
+        throughput = plot.Panel(
+            "throughput per second",
+            y_min=0,
+            series=[plot.Series(xs, [s.ok_rps for s in self.steps], plot.BLUE, "OK req/s", kind="markers")],
+        )
         if any(abs(s.images_per_s - s.ok_rps) > 1e-9 for s in self.steps):
             throughput.series.append(
-                plot.Series(xs, [s.images_per_s for s in self.steps], plot.PURPLE, "images/s", kind="markers"))
-        latency = plot.Panel("latency (ms, log scale)", log_y=True, series=[
-            plot.Series(xs, [s.latency_ms["p50"] for s in self.steps], plot.BLUE, "p50", kind="markers"),
-            plot.Series(xs, [s.latency_ms["p95"] for s in self.steps], plot.GREEN, "p95", kind="markers"),
-            plot.Series(xs, [s.latency_ms["p99"] for s in self.steps], plot.ORANGE, "p99", kind="markers"),
-        ])
-        heading = title or (f"saturation, {self.channels} channel{'s' if self.channels != 1 else ''}: best "
-                            f"{self.best.ok_rps:.0f} req/s at concurrency {self.best.concurrency}")
+                plot.Series(xs, [s.images_per_s for s in self.steps], plot.PURPLE, "images/s", kind="markers")
+            )
+        latency = plot.Panel(
+            "latency (ms, log scale)",
+            log_y=True,
+            series=[
+                plot.Series(xs, [s.latency_ms["p50"] for s in self.steps], plot.BLUE, "p50", kind="markers"),
+                plot.Series(xs, [s.latency_ms["p95"] for s in self.steps], plot.GREEN, "p95", kind="markers"),
+                plot.Series(xs, [s.latency_ms["p99"] for s in self.steps], plot.ORANGE, "p99", kind="markers"),
+            ],
+        )
+        heading = title or (
+            f"saturation, {self.channels} channel{'s' if self.channels != 1 else ''}: best "
+            f"{self.best.ok_rps:.0f} req/s at concurrency {self.best.concurrency}"
+        )
         lo, hi = min(xs), max(xs)
-        return plot.render(path, [throughput, latency], title=heading, xlabel="concurrency (calls in flight)",
-                           log_x=hi > lo, x_ticks=xs, x_range=(lo / 1.3, hi * 1.3) if hi > lo else (lo - 1, hi + 1))
+        return plot.render(
+            path,
+            [throughput, latency],
+            title=heading,
+            xlabel="concurrency (calls in flight)",
+            log_x=hi > lo,
+            x_ticks=xs,
+            x_range=(lo / 1.3, hi * 1.3) if hi > lo else (lo - 1, hi + 1),
+        )
 
 
-async def find_saturation(target: str, *, requests_factory: RequestFactory,
-                          levels: Sequence[int] = (1, 2, 4, 8, 16, 32), step_duration_s: float = 10.0,
-                          warmup_s: float = 2.0, channels: int = 1, max_requests_per_step: int | None = None,
-                          stop_after_decline: int | None = None, max_error_rate: float = 0.5,
-                          on_step: Callable[[SaturationStep], Awaitable[None] | None] | None = None,
-                          **run_kwargs: Any) -> SaturationResult:
+async def find_saturation(
+    target: str,
+    *,
+    requests_factory: RequestFactory,
+    levels: Sequence[int] = (1, 2, 4, 8, 16, 32),
+    step_duration_s: float = 10.0,
+    warmup_s: float = 2.0,
+    channels: int = 1,
+    max_requests_per_step: int | None = None,
+    stop_after_decline: int | None = None,
+    max_error_rate: float = 0.5,
+    on_step: Callable[[SaturationStep], Awaitable[None] | None] | None = None,
+    **run_kwargs: Any,
+) -> SaturationResult:
     """Closed-loop runs at each concurrency in `levels`; returns every step, the best OK
     throughput and the knee. Stops early after `stop_after_decline` consecutive steps below the
     best (None: never), or once more than max_error_rate of the calls fail: past saturation,
@@ -705,11 +880,25 @@ async def find_saturation(target: str, *, requests_factory: RequestFactory,
     reports: list[LoadReport] = []
     declines = 0
     for level in levels:
-        report = await run_load(target, requests_factory=requests_factory, concurrency=level, channels=channels,
-                                duration_s=step_duration_s, warmup_s=warmup_s, max_requests=max_requests_per_step,
-                                **run_kwargs)
-        step = SaturationStep(level, report.throughput_rps, report.ok_rps, report.images_per_s, report.latency_ms,
-                              report.errors, report.requests)
+        report = await run_load(
+            target,
+            requests_factory=requests_factory,
+            concurrency=level,
+            channels=channels,
+            duration_s=step_duration_s,
+            warmup_s=warmup_s,
+            max_requests=max_requests_per_step,
+            **run_kwargs,
+        )
+        step = SaturationStep(
+            level,
+            report.throughput_rps,
+            report.ok_rps,
+            report.images_per_s,
+            report.latency_ms,
+            report.errors,
+            report.requests,
+        )
         best_so_far = max((s.ok_rps for s in steps), default=0.0)
         steps.append(step)
         reports.append(report)

@@ -94,8 +94,12 @@ class LoopbackHTTPHost:
 
         server_class = _Server6 if ":" in self.host else _Server
         self._server = server_class((self.host, self.requested_port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"{self.thread_name}-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{self.thread_name}-{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -140,8 +144,7 @@ class ImageHost(LoopbackHTTPHost):
 
     thread_name = "loadtest-image-host"
 
-    def __init__(self, images: ImageSet, *, host: str = "127.0.0.1", port: int = 0,
-                 slow_delay_s: float = 0.0) -> None:
+    def __init__(self, images: ImageSet, *, host: str = "127.0.0.1", port: int = 0, slow_delay_s: float = 0.0) -> None:
         super().__init__(host, port)
         self.slow_delay_s = slow_delay_s
         self._files = {f.name: (images.data(f.name), f.content_type) for f in images.files}
@@ -160,8 +163,12 @@ class ImageHost(LoopbackHTTPHost):
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {"requests": self._requests, "slow_requests": self._slow_requests,
-                    "not_found": self._not_found, "bytes_sent": self._bytes_sent}
+            return {
+                "requests": self._requests,
+                "slow_requests": self._slow_requests,
+                "not_found": self._not_found,
+                "bytes_sent": self._bytes_sent,
+            }
 
     @property
     def requests(self) -> int:
@@ -173,7 +180,7 @@ class ImageHost(LoopbackHTTPHost):
     def _serve(self, req: http.server.BaseHTTPRequestHandler, body: bool) -> None:
         path = unquote(urlsplit(req.path).path)
         slow = path.startswith(SLOW_PREFIX)
-        name = path[len(SLOW_PREFIX):] if slow else path[1:]
+        name = path[len(SLOW_PREFIX) :] if slow else path[1:]
         entry = self._files.get(name)
         with self._lock:
             self._requests += 1

@@ -89,20 +89,37 @@ class ImageSet:
         for kind in KINDS:
             sizes = [f.size for f in self.of_kind(kind)]
             if sizes:
-                out[kind] = {"count": len(sizes), "min_bytes": min(sizes), "max_bytes": max(sizes),
-                             "mean_bytes": sum(sizes) // len(sizes)}
+                out[kind] = {
+                    "count": len(sizes),
+                    "min_bytes": min(sizes),
+                    "max_bytes": max(sizes),
+                    "mean_bytes": sum(sizes) // len(sizes),
+                }
         return out
 
 
-def ensure_images(root: Path | str = DEFAULT_DIR, *, photos: int = 24, large: int = 4, screenshots: int = 8,
-                  seed: int = 0, source: str = "auto") -> ImageSet:
+def ensure_images(
+    root: Path | str = DEFAULT_DIR,
+    *,
+    photos: int = 24,
+    large: int = 4,
+    screenshots: int = 8,
+    seed: int = 0,
+    source: str = "auto",
+) -> ImageSet:
     """Generates the mix under `root` unless a manifest there already records the same
     parameters, and returns it. source: "auto" (wallpaper photos when installed, else
     synthetic), "backgrounds" or "synthetic"."""
     root = Path(root)
     sources = _photo_sources(source)
-    params = {"version": GENERATOR_VERSION, "photos": photos, "large": large, "screenshots": screenshots,
-              "seed": seed, "sources": [str(p) for p in sources]}
+    params = {
+        "version": GENERATOR_VERSION,
+        "photos": photos,
+        "large": large,
+        "screenshots": screenshots,
+        "seed": seed,
+        "sources": [str(p) for p in sources],
+    }
     manifest_path = root / "manifest.json"
     if manifest_path.exists():
         try:
@@ -239,11 +256,58 @@ def _png(image: Image.Image) -> bytes:
 # --- screenshots ------------------------------------------------------------------------------
 
 _WORDS = (
-    "account", "settings", "profile", "message", "notification", "privacy", "share", "photo", "comment",
-    "reply", "follow", "followers", "friends", "group", "event", "today", "yesterday", "online", "offline",
-    "status", "update", "download", "upload", "search", "results", "page", "next", "previous", "home",
-    "explore", "library", "saved", "the", "a", "of", "to", "and", "in", "for", "on", "with", "your", "you",
-    "we", "our", "new", "more", "all", "see", "view", "edit", "delete",
+    "account",
+    "settings",
+    "profile",
+    "message",
+    "notification",
+    "privacy",
+    "share",
+    "photo",
+    "comment",
+    "reply",
+    "follow",
+    "followers",
+    "friends",
+    "group",
+    "event",
+    "today",
+    "yesterday",
+    "online",
+    "offline",
+    "status",
+    "update",
+    "download",
+    "upload",
+    "search",
+    "results",
+    "page",
+    "next",
+    "previous",
+    "home",
+    "explore",
+    "library",
+    "saved",
+    "the",
+    "a",
+    "of",
+    "to",
+    "and",
+    "in",
+    "for",
+    "on",
+    "with",
+    "your",
+    "you",
+    "we",
+    "our",
+    "new",
+    "more",
+    "all",
+    "see",
+    "view",
+    "edit",
+    "delete",
 )
 
 
@@ -263,8 +327,9 @@ def _sentence(rng: random.Random, words: int) -> str:
 def _screenshot(rng: random.Random, size: tuple[int, int], thumb: Image.Image) -> Image.Image:
     width, height = size
     dark = rng.random() < 0.3
-    bg, fg, muted = ((30, 32, 36), (230, 230, 230), (140, 145, 150)) if dark else \
-        ((248, 249, 251), (25, 28, 32), (110, 115, 120))
+    bg, fg, muted = (
+        ((30, 32, 36), (230, 230, 230), (140, 145, 150)) if dark else ((248, 249, 251), (25, 28, 32), (110, 115, 120))
+    )
     accent = rng.choice([(29, 155, 240), (88, 101, 242), (37, 211, 102), (255, 69, 0), (225, 48, 108)])
     image = Image.new("RGB", size, bg)
     draw = ImageDraw.Draw(image)
@@ -305,8 +370,11 @@ def _screenshot(rng: random.Random, size: tuple[int, int], thumb: Image.Image) -
     draw.rectangle((panel, 56, width, height), fill=tuple(max(0, c - 5) for c in bg))
     for row in range(8):
         py = 80 + row * 64
-        draw.rounded_rectangle((panel + 20, py, width - 20, py + 52), radius=8,
-                               fill=tuple(min(255, c + 12) for c in bg) if dark else (255, 255, 255))
+        draw.rounded_rectangle(
+            (panel + 20, py, width - 20, py + 52),
+            radius=8,
+            fill=tuple(min(255, c + 12) for c in bg) if dark else (255, 255, 255),
+        )
         draw.text((panel + 32, py + 8), _sentence(rng, 2), font=body, fill=fg)
         draw.text((panel + 32, py + 30), _sentence(rng, 3), font=small, fill=muted)
     return image
@@ -318,17 +386,22 @@ def _screenshot(rng: random.Random, size: tuple[int, int], thumb: Image.Image) -
 def png_header_only(width: int, height: int) -> bytes:
     """A valid PNG signature and IHDR claiming width x height, with a token IDAT: the header of
     a decompression bomb without the gigabytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
-        chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _bad_payloads(rng: random.Random, sources: list[Path]) -> list[tuple[str, bytes, str]]:
     whole = _jpeg(_photo(rng, PHOTO_SIZE, sources), 85)
-    html = (b"<!doctype html>\n<html><head><title>Image not found</title></head>\n"
-            b"<body><h1>404</h1><p>The image you requested has moved.</p></body></html>\n")
+    html = (
+        b"<!doctype html>\n<html><head><title>Image not found</title></head>\n"
+        b"<body><h1>404</h1><p>The image you requested has moved.</p></body></html>\n"
+    )
     return [
         # Cut mid-scan: the header parses, the pixel data ends early.
         ("bad-truncated.jpg", whole[: len(whole) * 2 // 5], "IMAGE_CORRUPT"),

@@ -4,8 +4,8 @@ the service's venv, and imports from this repository only modules that need nump
 onnxruntime.
 
 Per request it does what a worker process of our server does per image:
-server.inference.process_batch on a batch of one, i.e. sha256 of the bytes, server.decode to the
-model's input size, and the version's ONNX file in server.engines.onnx_engine with one intra-op
+server.serving.batch.process_batch on a batch of one, i.e. sha256 of the bytes, model.preprocess to the
+model's input size, and the version's ONNX file in server.serving.engines.onnx_engine with one intra-op
 thread per process. One image per request, no batching: KServe's Python server has none (its
 batcher is a Kubernetes sidecar).
 
@@ -36,10 +36,10 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse
 from kserve.errors import InvalidInput
 
+from model.preprocess import DecodeConfig
 from model.repository import load_metadata
-from server.decode import DecodeConfig
-from server.engines.onnx_engine import OnnxEngine
-from server.inference import process_batch
+from server.serving.batch import process_batch
+from server.serving.engines.onnx_engine import OnnxEngine
 
 MODEL_NAME = "moderation"
 
@@ -89,8 +89,11 @@ class ModerationModel(kserve.Model):
         if result.error is not None:
             raise InvalidInput(f"{result.error[0]}: {result.error[1]}")
         scores = result.scores.reshape(1, self.classes)
-        return InferResponse(response_id=payload.id, model_name=self.name,
-                             infer_outputs=[InferOutput("scores", list(scores.shape), "FP32", scores)])
+        return InferResponse(
+            response_id=payload.id,
+            model_name=self.name,
+            infer_outputs=[InferOutput("scores", list(scores.shape), "FP32", scores)],
+        )
 
 
 def main() -> None:

@@ -69,7 +69,7 @@ def log_ticks(lo: float, hi: float) -> list[float]:
     """1-2-5 ticks per decade over narrow ranges, whole decades over wide ones."""
     lo_exp, hi_exp = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
     mantissas = (1, 2, 5) if hi_exp - lo_exp <= 3 else (1,)
-    return [m * 10.0 ** e for e in range(lo_exp, hi_exp + 1) for m in mantissas if lo <= m * 10.0 ** e <= hi * 1.0001]
+    return [m * 10.0**e for e in range(lo_exp, hi_exp + 1) for m in mantissas if lo <= m * 10.0**e <= hi * 1.0001]
 
 
 def format_number(value: float) -> str:
@@ -99,9 +99,18 @@ def _axis_range(values: list[float], log: bool, lo: float | None, hi: float | No
     return lo, hi
 
 
-def render(path: Path | str, panels: list[Panel], *, title: str, xlabel: str,
-           x_range: tuple[float, float] | None = None, log_x: bool = False,
-           x_ticks: Sequence[float] | None = None, width: int = 1200, panel_height: int = 300) -> Path:
+def render(
+    path: Path | str,
+    panels: list[Panel],
+    *,
+    title: str,
+    xlabel: str,
+    x_range: tuple[float, float] | None = None,
+    log_x: bool = False,
+    x_ticks: Sequence[float] | None = None,
+    width: int = 1200,
+    panel_height: int = 300,
+) -> Path:
     """Draws `panels` stacked top to bottom and writes a PNG to `path`."""
     path = Path(path)
     height = _TITLE_H + len(panels) * (panel_height + _PANEL_GAP) + _XLABEL_H - _PANEL_GAP
@@ -134,8 +143,14 @@ def render(path: Path | str, panels: list[Panel], *, title: str, xlabel: str,
         all_y = [y for s in panel.series for y in s.ys]
         y_lo, y_hi = _axis_range(all_y, panel.log_y, panel.y_min, panel.y_max)
 
-        def fy(y: float, y_lo: float = y_lo, y_hi: float = y_hi, top: int = top, bottom: int = bottom,
-               log: bool = panel.log_y) -> float:
+        def fy(
+            y: float,
+            y_lo: float = y_lo,
+            y_hi: float = y_hi,
+            top: int = top,
+            bottom: int = bottom,
+            log: bool = panel.log_y,
+        ) -> float:
             if log:
                 y = min(max(y, y_lo), y_hi)
                 frac = (math.log(y) - math.log(y_lo)) / (math.log(y_hi) - math.log(y_lo))
@@ -160,8 +175,9 @@ def render(path: Path | str, panels: list[Panel], *, title: str, xlabel: str,
                 draw.line((x, top, x, bottom), fill=(235, 235, 235))
                 if index == len(panels) - 1:
                     label = format_number(tick)
-                    draw.text((x - draw.textlength(label, font=small) / 2, bottom + 6), label, font=small,
-                              fill=(60, 60, 60))
+                    draw.text(
+                        (x - draw.textlength(label, font=small) / 2, bottom + 6), label, font=small, fill=(60, 60, 60)
+                    )
         draw.rectangle((plot_left, top, plot_right, bottom), outline=(90, 90, 90))
         # The y label sits above the axis rather than rotated beside it: Pillow cannot rotate text
         # in place, and a horizontal label reads better anyway.

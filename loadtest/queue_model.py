@@ -25,8 +25,9 @@ class IdealLatency:
     utilisation: float  # share of the workers' time that is busy
 
 
-def ideal_post_latency(posts_per_s: float, images_per_post: int, image_s: float, workers: int,
-                       posts: int = 100_000, seed: int = 0) -> IdealLatency:
+def ideal_post_latency(
+    posts_per_s: float, images_per_post: int, image_s: float, workers: int, posts: int = 100_000, seed: int = 0
+) -> IdealLatency:
     if posts_per_s <= 0 or image_s <= 0 or workers < 1 or images_per_post < 1:
         raise ValueError("rate, image time, workers and images per post must be positive")
     utilisation = posts_per_s * images_per_post * image_s / workers
@@ -45,7 +46,9 @@ def ideal_post_latency(posts_per_s: float, images_per_post: int, image_s: float,
             done = max(done, start + image_s)
         latencies.append(done - now)
     latencies.sort()
-    return IdealLatency(p50_ms=round(latencies[len(latencies) // 2] * 1000, 1),
-                        p99_ms=round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
-                        mean_ms=round(sum(latencies) / len(latencies) * 1000, 2),
-                        utilisation=round(utilisation, 3))
+    return IdealLatency(
+        p50_ms=round(latencies[len(latencies) // 2] * 1000, 1),
+        p99_ms=round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
+        mean_ms=round(sum(latencies) / len(latencies) * 1000, 2),
+        utilisation=round(utilisation, 3),
+    )

@@ -42,7 +42,7 @@ from loadtest.generator import (
 from loadtest.image_host import ImageHost
 from loadtest.images import DEFAULT_DIR, ImageFile, ImageSet, ensure_images
 from moderation_api.v1 import moderation_pb2 as pb
-from server.client import channel_options
+from server.api.client import channel_options
 
 SCENARIOS = ("steady", "burst", "slow-origin", "bad-images", "saturation")
 # What a social feed's uploads look like: mostly phone photos already resized by the app, some
@@ -113,16 +113,23 @@ class ScenarioOptions:
         return f"{self.scenario}-{self.resolved_mode}-{load}-ch{self.channels}-i{self.images_per_request}"
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"scenario": self.scenario, "mode": self.resolved_mode,
-                               "images_per_request": self.images_per_request, "mix": self.mix, "seed": self.seed}
+        out: dict[str, Any] = {
+            "scenario": self.scenario,
+            "mode": self.resolved_mode,
+            "images_per_request": self.images_per_request,
+            "mix": self.mix,
+            "seed": self.seed,
+        }
         if self.scenario == "bad-images":
             out["bad_share"] = self.bad_share
         if self.scenario == "slow-origin":
             out.update(slow_share=self.slow_share, slow_delay_s=self.slow_delay_s)
         if self.scenario == "burst":
             rate = self.resolved_rate or 0.0
-            out["burst_phases"] = [{"seconds": self.burst_low_s, "rate": rate},
-                                   {"seconds": self.burst_high_s, "rate": rate * self.burst_factor}]
+            out["burst_phases"] = [
+                {"seconds": self.burst_low_s, "rate": rate},
+                {"seconds": self.burst_high_s, "rate": rate * self.burst_factor},
+            ]
         if self.scenario == "saturation":
             out["levels"] = list(self.levels)
         return out
@@ -131,8 +138,9 @@ class ScenarioOptions:
 # --- requests ---------------------------------------------------------------------------------
 
 
-def image_picks(images: ImageSet, mix: dict[str, float], *, bad_share: float = 0.0, length: int = _PICK_CYCLE,
-                seed: int = 0) -> list[ImageFile]:
+def image_picks(
+    images: ImageSet, mix: dict[str, float], *, bad_share: float = 0.0, length: int = _PICK_CYCLE, seed: int = 0
+) -> list[ImageFile]:
     """A deterministic sequence of `length` images with each kind's share exactly as asked
     (rounded), shuffled. Exact rather than sampled so that a short run already carries the
     intended 5% of bad images instead of 5% give or take chance."""
@@ -159,9 +167,18 @@ class RequestBuilder:
     """requests_factory for run_load: request `seq` carries the next images_per_request picks,
     inline or as URLs on `host` (a deterministic slow_share of those from its slow path)."""
 
-    def __init__(self, images: ImageSet, picks: Sequence[ImageFile], *, images_per_request: int = 1,
-                 mode: str = "inline", host: ImageHost | None = None, slow_share: float = 0.0,
-                 post_prefix: str = "loadtest", seed: int = 0) -> None:
+    def __init__(
+        self,
+        images: ImageSet,
+        picks: Sequence[ImageFile],
+        *,
+        images_per_request: int = 1,
+        mode: str = "inline",
+        host: ImageHost | None = None,
+        slow_share: float = 0.0,
+        post_prefix: str = "loadtest",
+        seed: int = 0,
+    ) -> None:
         if mode == "url" and host is None:
             raise ValueError("url mode needs an image host")
         if not picks:
@@ -192,29 +209,52 @@ async def preflight(target: str, request: pb.ClassifyRequest, timeout_s: float =
     """One call before the run, so that a wrong target, a server still loading its model or a
     missing --fetch-allow shows up as one clear message rather than a run of errors."""
     async with aio.insecure_channel(target, options=channel_options()) as channel:
-        call = channel.unary_unary(METHOD, request_serializer=pb.ClassifyRequest.SerializeToString,
-                                   response_deserializer=pb.ClassifyResponse.FromString)
+        call = channel.unary_unary(
+            METHOD,
+            request_serializer=pb.ClassifyRequest.SerializeToString,
+            response_deserializer=pb.ClassifyResponse.FromString,
+        )
         return await call(request, timeout=timeout_s, wait_for_ready=True)
 
 
-async def run_scenario(options: ScenarioOptions, images: ImageSet, host: ImageHost | None = None, *,
-                       stop: asyncio.Event | None = None,
-                       on_progress: ProgressCallback | None = None) -> LoadReport | SaturationResult:
+async def run_scenario(
+    options: ScenarioOptions,
+    images: ImageSet,
+    host: ImageHost | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> LoadReport | SaturationResult:
     """Runs one scenario against options.target. URL mode needs `host` started and allowed by
     the server. The report's `extra` records the scenario's parameters."""
     options.validate()
     mode = options.resolved_mode
-    picks = image_picks(images, options.mix, bad_share=options.bad_share if options.scenario == "bad-images" else 0.0,
-                        seed=options.seed)
-    builder = RequestBuilder(images, picks, images_per_request=options.images_per_request, mode=mode, host=host,
-                             slow_share=options.slow_share if options.scenario == "slow-origin" else 0.0,
-                             post_prefix=f"loadtest-{options.scenario}", seed=options.seed)
+    picks = image_picks(
+        images, options.mix, bad_share=options.bad_share if options.scenario == "bad-images" else 0.0, seed=options.seed
+    )
+    builder = RequestBuilder(
+        images,
+        picks,
+        images_per_request=options.images_per_request,
+        mode=mode,
+        host=host,
+        slow_share=options.slow_share if options.scenario == "slow-origin" else 0.0,
+        post_prefix=f"loadtest-{options.scenario}",
+        seed=options.seed,
+    )
     host_before = host.stats() if host is not None else None
     if options.scenario == "saturation":
-        return await find_saturation(options.target, requests_factory=builder, levels=options.levels,
-                                     step_duration_s=options.duration_s, warmup_s=options.warmup_s,
-                                     channels=options.channels, max_requests_per_step=options.max_requests,
-                                     timeout_s=options.timeout_s, keep_records=False)
+        return await find_saturation(
+            options.target,
+            requests_factory=builder,
+            levels=options.levels,
+            step_duration_s=options.duration_s,
+            warmup_s=options.warmup_s,
+            channels=options.channels,
+            max_requests_per_step=options.max_requests,
+            timeout_s=options.timeout_s,
+            keep_records=False,
+        )
     rate = options.resolved_rate
     rate_fn = None
     if options.scenario == "burst":
@@ -222,11 +262,22 @@ async def run_scenario(options: ScenarioOptions, images: ImageSet, host: ImageHo
         rate_fn = phased_rate([(options.burst_low_s, rate), (options.burst_high_s, rate * options.burst_factor)])
     elif rate is not None:
         rate_fn = constant_rate(rate)
-    report = await run_load(options.target, requests_factory=builder, concurrency=options.concurrency,
-                            channels=options.channels, duration_s=options.duration_s,
-                            max_requests=options.max_requests, warmup_s=options.warmup_s, rate=rate_fn,
-                            arrivals=options.arrivals, max_outstanding=options.max_outstanding,
-                            timeout_s=options.timeout_s, seed=options.seed, stop=stop, on_progress=on_progress)
+    report = await run_load(
+        options.target,
+        requests_factory=builder,
+        concurrency=options.concurrency,
+        channels=options.channels,
+        duration_s=options.duration_s,
+        max_requests=options.max_requests,
+        warmup_s=options.warmup_s,
+        rate=rate_fn,
+        arrivals=options.arrivals,
+        max_outstanding=options.max_outstanding,
+        timeout_s=options.timeout_s,
+        seed=options.seed,
+        stop=stop,
+        on_progress=on_progress,
+    )
     report.extra.update(options.describe())
     if host is not None and host_before is not None:
         after = host.stats()
@@ -252,7 +303,7 @@ def check_loopback_target(target: str) -> None:
 
 def _host_of(address: str) -> str:
     if address.startswith("["):
-        return address[1:address.index("]")]
+        return address[1 : address.index("]")]
     if address.count(":") == 1:
         return address.split(":")[0]
     return address  # a bare IPv6 address or a host without a port
@@ -265,32 +316,51 @@ def _check_loopback_host(target: str, host: str) -> None:
         raise ValueError(f"cannot resolve {host!r}: {exc}") from None
     remote = sorted(a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
     if remote:
-        raise ValueError(f"target {target} resolves to non-loopback {', '.join(remote)}; "
-                         "pass --allow-remote-target if that is really meant")
+        raise ValueError(
+            f"target {target} resolves to non-loopback {', '.join(remote)}; "
+            "pass --allow-remote-target if that is really meant"
+        )
 
 
 # --- the command ------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add = parser.add_argument
     add("--target", default="127.0.0.1:50051", help="the server (default %(default)s)")
     add("--scenario", choices=SCENARIOS, default="steady")
-    add("--duration", type=float, default=20.0,
-        help="measured seconds after the warm-up; saturation: per step (default %(default)s)")
+    add(
+        "--duration",
+        type=float,
+        default=20.0,
+        help="measured seconds after the warm-up; saturation: per step (default %(default)s)",
+    )
     add("--warmup", type=float, default=2.0, help="seconds excluded from the figures (default %(default)s)")
     add("--concurrency", type=int, default=8, help="closed loop: calls in flight (default %(default)s)")
     add("--channels", type=int, default=1, help="gRPC channels = TCP connections (default %(default)s)")
     add("--images-per-request", type=int, default=1)
-    add("--mode", choices=("inline", "url"), default=None,
-        help="send image bytes, or URLs for the server to fetch (default: url for slow-origin, else inline)")
-    add("--rate", type=float, default=None, help="open loop at this many requests/s "
-        "(burst: the low rate, default 10; slow-origin: default 20)")
+    add(
+        "--mode",
+        choices=("inline", "url"),
+        default=None,
+        help="send image bytes, or URLs for the server to fetch (default: url for slow-origin, else inline)",
+    )
+    add(
+        "--rate",
+        type=float,
+        default=None,
+        help="open loop at this many requests/s (burst: the low rate, default 10; slow-origin: default 20)",
+    )
     add("--arrivals", choices=("poisson", "uniform"), default="poisson")
-    add("--max-outstanding", type=int, default=None, help="open loop: cap on calls in flight (default 4 x concurrency, "
-        "at least 64)")
+    add(
+        "--max-outstanding",
+        type=int,
+        default=None,
+        help="open loop: cap on calls in flight (default 4 x concurrency, at least 64)",
+    )
     add("--max-requests", type=int, default=None, help="stop after this many calls, warm-up included")
     add("--timeout", type=float, default=30.0, help="per-call deadline in seconds")
     add("--seed", type=int, default=0)
@@ -301,8 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--burst-low-s", type=float, default=4.0)
     add("--burst-high-s", type=float, default=2.0)
     add("--levels", default="1,2,4,8,16,32", help="saturation: concurrency steps (default %(default)s)")
-    add("--image-host-port", type=int, default=DEFAULT_IMAGE_HOST_PORT,
-        help="URL mode: the local image host's port on 127.0.0.1, 0 for any (default %(default)s)")
+    add(
+        "--image-host-port",
+        type=int,
+        default=DEFAULT_IMAGE_HOST_PORT,
+        help="URL mode: the local image host's port on 127.0.0.1, 0 for any (default %(default)s)",
+    )
     add("--images-dir", type=Path, default=DEFAULT_DIR, help="generated image cache (default %(default)s)")
     add("--image-counts", default="24,4,8", help="photos,large photos,screenshots to generate (default %(default)s)")
     add("--out", type=Path, default=Path("var/loadtest"), help="where JSON and PNG go (default %(default)s)")
@@ -315,13 +389,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> ScenarioOptions:
     return ScenarioOptions(
-        scenario=args.scenario, target=args.target, duration_s=args.duration, warmup_s=args.warmup,
-        concurrency=args.concurrency, channels=args.channels, images_per_request=args.images_per_request,
-        mode=args.mode, rate=args.rate, arrivals=args.arrivals, max_outstanding=args.max_outstanding,
-        max_requests=args.max_requests, timeout_s=args.timeout, seed=args.seed, bad_share=args.bad_share,
-        slow_share=args.slow_share, slow_delay_s=args.slow_delay, burst_factor=args.burst_factor,
-        burst_low_s=args.burst_low_s, burst_high_s=args.burst_high_s,
-        levels=tuple(int(x) for x in args.levels.split(",") if x.strip()))
+        scenario=args.scenario,
+        target=args.target,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        concurrency=args.concurrency,
+        channels=args.channels,
+        images_per_request=args.images_per_request,
+        mode=args.mode,
+        rate=args.rate,
+        arrivals=args.arrivals,
+        max_outstanding=args.max_outstanding,
+        max_requests=args.max_requests,
+        timeout_s=args.timeout,
+        seed=args.seed,
+        bad_share=args.bad_share,
+        slow_share=args.slow_share,
+        slow_delay_s=args.slow_delay,
+        burst_factor=args.burst_factor,
+        burst_low_s=args.burst_low_s,
+        burst_high_s=args.burst_high_s,
+        levels=tuple(int(x) for x in args.levels.split(",") if x.strip()),
+    )
 
 
 def _progress_printer(quiet: bool):
@@ -329,36 +418,49 @@ def _progress_printer(quiet: bool):
         return None
 
     def show(p: dict[str, Any]) -> None:
-        print(f"  {p['elapsed_s']:6.1f} s  sent {p['sent']:>7}  done {p['completed']:>7}  failed {p['failed']:>5}"
-              f"  in flight {p['outstanding']:>4}" + (f"  skipped {p['skipped']}" if p["skipped"] else ""),
-              file=sys.stderr, flush=True)
+        print(
+            f"  {p['elapsed_s']:6.1f} s  sent {p['sent']:>7}  done {p['completed']:>7}  failed {p['failed']:>5}"
+            f"  in flight {p['outstanding']:>4}" + (f"  skipped {p['skipped']}" if p["skipped"] else ""),
+            file=sys.stderr,
+            flush=True,
+        )
 
     return show
 
 
-async def _main_async(options: ScenarioOptions, images: ImageSet, host: ImageHost | None,
-                      args: argparse.Namespace) -> int:
+async def _main_async(
+    options: ScenarioOptions, images: ImageSet, host: ImageHost | None, args: argparse.Namespace
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Ctrl-C ends sending early; calls in flight are still waited for and the report written.
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    probe = RequestBuilder(images, images.of_kind("photo")[:1], mode=options.resolved_mode, host=host,
-                           post_prefix="loadtest-preflight")(0)
+    probe = RequestBuilder(
+        images, images.of_kind("photo")[:1], mode=options.resolved_mode, host=host, post_prefix="loadtest-preflight"
+    )(0)
     try:
         response = await preflight(options.target, probe, timeout_s=min(options.timeout_s, 30.0))
     except grpc.RpcError as exc:
-        hint = "; is the server running and serving?" if exc.code() in (
-            grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) else ""
+        hint = (
+            "; is the server running and serving?"
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            else ""
+        )
         print(f"preflight call to {options.target} failed: {exc.code().name}: {exc.details()}{hint}", file=sys.stderr)
         return 2
     status = response.results[0].status.code if response.results else pb.IMAGE_OK
     if status == pb.IMAGE_DESTINATION_NOT_ALLOWED and host is not None:
-        print(f"the server refuses to fetch from the image host: start it with --fetch-allow {host.allow_entry}",
-              file=sys.stderr)
+        print(
+            f"the server refuses to fetch from the image host: start it with --fetch-allow {host.allow_entry}",
+            file=sys.stderr,
+        )
         return 2
     if status != pb.IMAGE_OK:
-        print(f"warning: preflight image came back {pb.ImageStatusCode.Name(status)}: "
-              f"{response.results[0].status.message}", file=sys.stderr)
+        print(
+            f"warning: preflight image came back {pb.ImageStatusCode.Name(status)}: "
+            f"{response.results[0].status.message}",
+            file=sys.stderr,
+        )
     print(f"server model {response.model_name} version {response.model_version}", file=sys.stderr)
 
     result = await run_scenario(options, images, host, stop=stop, on_progress=_progress_printer(args.quiet))
@@ -369,8 +471,7 @@ async def _main_async(options: ScenarioOptions, images: ImageSet, host: ImageHos
         result.write_json(json_path)
         result.write_plot(png_path)
     else:
-        print(f"scenario {options.scenario}  mode {options.resolved_mode}  "
-              f"images/request {options.images_per_request}")
+        print(f"scenario {options.scenario}  mode {options.resolved_mode}  images/request {options.images_per_request}")
         print(result.table())
         if "image_host" in result.extra:
             print("  image host " + "   ".join(f"{k} {v}" for k, v in result.extra["image_host"].items()))
@@ -405,8 +506,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             print(f"error: cannot listen on 127.0.0.1:{args.image_host_port}: {exc}", file=sys.stderr)
             return 2
-        print(f"image host {host.url('')} serving {len(images.files)} files; the server needs "
-              f"--fetch-allow {host.allow_entry}", file=sys.stderr)
+        print(
+            f"image host {host.url('')} serving {len(images.files)} files; the server needs "
+            f"--fetch-allow {host.allow_entry}",
+            file=sys.stderr,
+        )
     try:
         return asyncio.run(_main_async(options, images, host, args))
     except ConnectionError as exc:

@@ -50,15 +50,11 @@ def keras_to_onnx(keras_model: Any) -> onnx.ModelProto:
         w_name = const(f"{layer.name}_w", kernel.transpose(3, 2, 0, 1))
         b_name = const(f"{layer.name}_b", bias)
         nodes.append(
-            helper.make_node(
-                "Conv", [x, w_name, b_name], [f"{layer.name}_out"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]
-            )
+            helper.make_node("Conv", [x, w_name, b_name], [f"{layer.name}_out"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
         )
         nodes.append(helper.make_node("Relu", [f"{layer.name}_out"], [f"{layer.name}_relu"]))
         nodes.append(
-            helper.make_node(
-                "MaxPool", [f"{layer.name}_relu"], [f"pool{i + 1}"], kernel_shape=[2, 2], strides=[2, 2]
-            )
+            helper.make_node("MaxPool", [f"{layer.name}_relu"], [f"pool{i + 1}"], kernel_shape=[2, 2], strides=[2, 2])
         )
         x = f"pool{i + 1}"
         size //= 2
@@ -95,9 +91,7 @@ def keras_to_onnx(keras_model: Any) -> onnx.ModelProto:
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", num_classes])],
         initializer=inits,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="model.onnx_export"
-    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="model.onnx_export")
     # onnxruntime 1.31 reads IR versions up to 10; pinning keeps the file loadable by it even
     # if a newer onnx package would stamp a newer IR version.
     model.ir_version = min(model.ir_version, 10)

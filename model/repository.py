@@ -8,7 +8,7 @@ Layout, as TensorFlow Serving expects it::
                                             images: uint8 [None, None, None, 3]
                                             -> scores: float32 [None, num_classes]
         model.onnx                          same computation; input fixed at input_size
-        model.int8.onnx                     optional, added later by `python -m model.quantize`
+        model.int8.onnx                     optional, added later by `python -m training.quantize`
         metadata.json                       ModelMetadata
 
 A version directory only ever appears complete: it is built under a `.tmp-*` name in the same
@@ -31,7 +31,7 @@ from typing import Any
 
 METADATA_FILE = "metadata.json"
 ONNX_FILE = "model.onnx"
-# Optional: the statically quantised copy `python -m model.quantize` adds (metadata engines.onnx_int8).
+# Optional: the statically quantised copy `python -m training.quantize` adds (metadata engines.onnx_int8).
 INT8_FILE = "model.int8.onnx"
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "images"
@@ -97,9 +97,7 @@ class ModelMetadata:
             raise ValueError(f"metadata format {self.format_version} is newer than {FORMAT_VERSION}")
         expected = set(self.flagged_classes)
         if set(self.thresholds) != expected:
-            raise ValueError(
-                f"thresholds must cover exactly {sorted(expected)}, got {sorted(self.thresholds)}"
-            )
+            raise ValueError(f"thresholds must cover exactly {sorted(expected)}, got {sorted(self.thresholds)}")
         for cls, levels in self.thresholds.items():
             if set(levels) != set(THRESHOLD_KINDS):
                 raise ValueError(f"thresholds[{cls!r}] must have exactly {THRESHOLD_KINDS}: {levels}")
@@ -127,9 +125,7 @@ class ModelMetadata:
         # Unknown keys are dropped rather than rejected so that an older server can still load
         # a version written by newer training code that only added fields.
         kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["thresholds"] = {
-            c: {k: float(v) for k, v in levels.items()} for c, levels in data["thresholds"].items()
-        }
+        kwargs["thresholds"] = {c: {k: float(v) for k, v in levels.items()} for c, levels in data["thresholds"].items()}
         return cls(**kwargs)
 
     def to_json(self) -> str:

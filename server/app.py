@@ -12,23 +12,23 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from moderation_api.tfserving import predict_pb2, predict_pb2_grpc
 from moderation_api.v1 import audit_pb2_grpc
 from moderation_api.v1 import moderation_pb2 as pb
 from moderation_api.v1 import moderation_pb2_grpc as pb_grpc
-from server.audit.loop import AuditLoop
+from server.api.audit import SERVICE_NAME as AUDIT_SERVICE_NAME
+from server.api.audit import AuditServicer
+from server.api.moderation import ErrorMappingInterceptor, ModerationServicer
+from server.api.security import load_tokens, server_credentials
+from server.api.tfserving import PredictionServicer
+from server.audit.components import AuditLoop
 from server.audit.writer import AuditWriter
-from server.audit_service import SERVICE_NAME as AUDIT_SERVICE_NAME
-from server.audit_service import AuditServicer
 from server.config import Config
-from server.core import ModerationCore
 from server.errors import ModelUnavailable
-from server.fetch import Fetcher
-from server.grpc_service import ErrorMappingInterceptor, ModerationServicer
 from server.metrics import Metrics
-from server.model_manager import LoadedModel, ModelManager
-from server.security import load_tokens, server_credentials
-from server.tfserving_service import PredictionServicer
-from tfserving_api import predict_pb2, predict_pb2_grpc
+from server.pipeline.core import ModerationCore
+from server.pipeline.fetch import Fetcher
+from server.serving.model_manager import LoadedModel, ModelManager
 
 log = logging.getLogger("server")
 
@@ -58,8 +58,9 @@ class Service:
     async def start(self) -> None:
         cfg = self.config
         if cfg.server.metrics_port >= 0:
-            self._metrics_server, _ = start_http_server(cfg.server.metrics_port, cfg.server.metrics_host,
-                                                        registry=self.metrics.registry)
+            self._metrics_server, _ = start_http_server(
+                cfg.server.metrics_port, cfg.server.metrics_host, registry=self.metrics.registry
+            )
             self.metrics_port = self._metrics_server.server_port
             self._step("metrics on http://%s:%d/metrics", cfg.server.metrics_host, self.metrics_port)
         self.audit_loop = AuditLoop(cfg, self.metrics)
@@ -68,15 +69,22 @@ class Service:
         self._step("audit store %s open (sampling %.2f%% of passes)", cfg.audit.url, 100 * cfg.audit.sample_rate)
         self.fetcher = Fetcher(cfg.fetch)
         await self.fetcher.start()
-        self._step("fetcher ready (timeout %.1fs, max %d bytes, allow-list %s)", cfg.fetch.timeout_s,
-                   cfg.fetch.max_bytes, ",".join(cfg.fetch.allow) or "empty")
-        self.models = ModelManager(cfg.model, cfg.batch, cfg.policy, cfg.decode, self.metrics,
-                                   on_loaded=self._model_loaded)
+        self._step(
+            "fetcher ready (timeout %.1fs, max %d bytes, allow-list %s)",
+            cfg.fetch.timeout_s,
+            cfg.fetch.max_bytes,
+            ",".join(cfg.fetch.allow) or "empty",
+        )
+        self.models = ModelManager(
+            cfg.model, cfg.batch, cfg.policy, cfg.decode, self.metrics, on_loaded=self._model_loaded
+        )
         self.core = ModerationCore(cfg, self.models, self.fetcher, self.audit, self.metrics)
 
-        options = [("grpc.max_receive_message_length", cfg.server.max_message_bytes),
-                   ("grpc.max_send_message_length", cfg.server.max_message_bytes),
-                   ("grpc.so_reuseport", 0)]
+        options = [
+            ("grpc.max_receive_message_length", cfg.server.max_message_bytes),
+            ("grpc.max_send_message_length", cfg.server.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
         tokens = load_tokens(cfg.server.auth_tokens_file) if cfg.server.auth_tokens_file else None
         credentials = server_credentials(cfg.server)
         self._server = grpc.aio.server(interceptors=[ErrorMappingInterceptor(self.metrics, tokens)], options=options)
@@ -85,9 +93,15 @@ class Service:
         audit_pb2_grpc.add_AuditServicer_to_server(AuditServicer(self.audit_loop.service), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, AUDIT_SERVICE_NAME, predict_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
-             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self._server)
+            (
+                SERVICE_NAME,
+                AUDIT_SERVICE_NAME,
+                predict_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self._server,
+        )
         await self._set_serving(False)
         address = f"{cfg.server.host}:{cfg.server.port}"
         if credentials is None:
@@ -97,9 +111,14 @@ class Service:
         if not self.port:
             raise OSError(f"cannot listen on {address}")
         await self._server.start()
-        security = ("plaintext" if credentials is None else "mutual TLS" if cfg.server.tls_client_ca else "TLS")
-        self._step("gRPC listening on %s:%d (%s%s; health NOT_SERVING until the model is warm)", cfg.server.host,
-                   self.port, security, ", bearer tokens required" if tokens else "")
+        security = "plaintext" if credentials is None else "mutual TLS" if cfg.server.tls_client_ca else "TLS"
+        self._step(
+            "gRPC listening on %s:%d (%s%s; health NOT_SERVING until the model is warm)",
+            cfg.server.host,
+            self.port,
+            security,
+            ", bearer tokens required" if tokens else "",
+        )
         try:
             await self.models.load_latest()
         except ModelUnavailable as exc:
@@ -122,8 +141,11 @@ class Service:
         """Drain: NOT_SERVING first so load balancers move away, refuse new calls, let the
         in-flight ones finish within the grace period, then flush the audit queue."""
         grace = self.config.server.grace_s
-        self._step("draining: NOT_SERVING for %.1fs, then %.1fs grace for calls in flight",
-                   self.config.server.drain_delay_s, grace)
+        self._step(
+            "draining: NOT_SERVING for %.1fs, then %.1fs grace for calls in flight",
+            self.config.server.drain_delay_s,
+            grace,
+        )
         self._draining = True
         await self._set_serving(False)
         if self._server:

@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 
-from server.decode import DecodeConfig
+from model.preprocess import DecodeConfig
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class ModelConfig:
     name: str = "moderation"
     # auto: ONNX Runtime when the version ships a model.onnx that passed its parity check,
     # else the TensorFlow SavedModel (which costs ~400 MB more per process). Also: onnx,
-    # onnx_int8 (the int8 model `python -m model.quantize` adds; refused unless its evaluation
+    # onnx_int8 (the int8 model `python -m training.quantize` adds; refused unless its evaluation
     # accepted it within int8_auc_margin), savedmodel, keras (Keras predict per call: the slow
     # baseline), tfserving (remote).
     engine: str = "auto"
@@ -87,7 +87,7 @@ class ModelConfig:
     pipeline_depth: int = 2
     parity_tolerance: float = 1e-4
     # The largest per-class AUC drop (float32 -> int8, on the version's evaluation images, as
-    # recorded by model/quantize.py) this server accepts for onnx_int8; it can only tighten the
+    # recorded by training/quantize.py) this server accepts for onnx_int8; it can only tighten the
     # quantizer's own --auc-margin, since a model that quantizer refused is never served.
     int8_auc_margin: float = 0.005
     # auto: use an accepted int8 model when the version has one. Off by default: int8 changes
@@ -154,12 +154,12 @@ class AuditConfig:
 
 @dataclass(frozen=True)
 class ReviewConfig:
-    """The operators' review tool (`python -m server.review`), a web app and a client of the
+    """The operators' review tool (`python -m review`), a web app and a client of the
     Audit API; it fetches images with the fetch and decode sections' limits and allow-list."""
 
     host: str = "127.0.0.1"
     port: int = 8080
-    # The moderation service's gRPC address; TLS as in server/client.py (ca "system": system roots).
+    # The moderation service's gRPC address; TLS as in server/api/client.py (ca "system": system roots).
     target: str = "127.0.0.1:50051"
     target_ca: str = ""
     target_cert: str = ""
@@ -227,8 +227,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         for name in _field_types(hints[section.name]):
             flag = f"--{section.name}-{name}".replace("_", "-")
             default = getattr(hints[section.name](), name)
-            group.add_argument(flag, dest=f"{section.name}.{name}", default=None,
-                               help=f"(env MODERATION_{section.name.upper()}_{name.upper()}; default {default!r})")
+            group.add_argument(
+                flag,
+                dest=f"{section.name}.{name}",
+                default=None,
+                help=f"(env MODERATION_{section.name.upper()}_{name.upper()}; default {default!r})",
+            )
 
 
 def build_config(args: argparse.Namespace | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:

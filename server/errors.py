@@ -1,5 +1,5 @@
 """Typed exceptions of the core. The gRPC layer maps them to status codes in one place
-(server/grpc_service.py); nothing else in the core knows about gRPC."""
+(server/api/moderation.py); nothing else in the core knows about gRPC."""
 
 from __future__ import annotations
 

@@ -14,12 +14,12 @@ def main(argv: list[str] | None = None) -> None:
     from server.app import Service, run_until_signalled
     from server.config import add_arguments, build_config
 
-    parser = argparse.ArgumentParser(prog="python -m server.main", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m server.main", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     add_arguments(parser)
     config = build_config(parser.parse_args(argv))
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run_until_signalled(Service(config)))
 
 

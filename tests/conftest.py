@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.fake_model import publish_fake_version
+from loadtest.fake_model import publish_fake_version
 from tests.image_host import image_host_fixture, trap_fixture  # noqa: F401
 
 
@@ -26,11 +26,14 @@ def encode(rgb: tuple[int, int, int], size: tuple[int, int] = (64, 48), fmt: str
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height with almost no pixel data: a pixel bomb's
     header, without spending gigabytes to make a real one."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
-        chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -46,8 +49,22 @@ def real_model(tmp_path_factory) -> tuple[Path, Path]:
     variant: the same network, data generator, export and metadata as `make model`, on fewer
     images and one epoch). Returns (model repository, demo data's labels.csv)."""
     root = tmp_path_factory.mktemp("real-model")
-    out = subprocess.run([sys.executable, "-m", "training.train_demo", "--models", str(root / "models"),
-                          "--name", "moderation", "--smoke", "--data-dir", str(root / "data")],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.train_demo",
+            "--models",
+            str(root / "models"),
+            "--name",
+            "moderation",
+            "--smoke",
+            "--data-dir",
+            str(root / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return root / "models", root / "data" / "labels.csv"

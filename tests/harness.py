@@ -55,9 +55,14 @@ def make_config(model_repo: Path, audit_path: Path, allow: tuple[str, ...] = (),
     overrides = {
         "server": dataclasses.replace(base.server, port=0, metrics_port=-1, drain_delay_s=0.3, grace_s=5.0),
         # Threads, not worker processes, unless a test asks: spawning workers costs ~1 s a server.
-        "model": dataclasses.replace(base.model, repository=str(model_repo), poll_interval_s=0.2, runner="thread",
-                                     rollout_jitter_s=0.0,
-                                     workers=2),
+        "model": dataclasses.replace(
+            base.model,
+            repository=str(model_repo),
+            poll_interval_s=0.2,
+            runner="thread",
+            rollout_jitter_s=0.0,
+            workers=2,
+        ),
         "fetch": dataclasses.replace(base.fetch, allow=allow, timeout_s=2.0),
         "audit": dataclasses.replace(base.audit, url=f"sqlite:///{audit_path}", flush_interval_s=0.05),
     }

@@ -102,8 +102,15 @@ class ImageHost(LoopbackHTTPHost):
             self._routes[path] = _Route(handler)
         return self.url(path)
 
-    def add(self, path: str, body: bytes, content_type: str = "image/jpeg", status: int = 200,
-            headers: dict[str, str] | None = None, gzip: bool = False) -> str:
+    def add(
+        self,
+        path: str,
+        body: bytes,
+        content_type: str = "image/jpeg",
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        gzip: bool = False,
+    ) -> str:
         """Serves `body` with Content-Length; gzip=True sends it gzip-encoded."""
         payload = body
         extra = dict(headers or {})
@@ -122,17 +129,24 @@ class ImageHost(LoopbackHTTPHost):
         """An HTML page that claims to be a JPEG."""
         return self.add(path, b"<!doctype html><html><body>not an image</body></html>", "image/jpeg")
 
-    def add_redirect(self, path: str, location: str, status: int = 302,
-                     headers: dict[str, str] | None = None) -> str:
+    def add_redirect(self, path: str, location: str, status: int = 302, headers: dict[str, str] | None = None) -> str:
         def handler(req: http.server.BaseHTTPRequestHandler) -> None:
             _send_head(req, status, "text/plain", 0, {"Location": location, **(headers or {})})
 
         return self.add_route(path, handler)
 
-    def add_slow(self, path: str, body: bytes, header_delay_s: float = 0.0, chunk_delay_s: float = 0.0,
-                 chunk_size: int = 1024, content_type: str = "image/jpeg") -> str:
+    def add_slow(
+        self,
+        path: str,
+        body: bytes,
+        header_delay_s: float = 0.0,
+        chunk_delay_s: float = 0.0,
+        chunk_size: int = 1024,
+        content_type: str = "image/jpeg",
+    ) -> str:
         """Waits header_delay_s before the status line, then sends the body in chunk_size
         pieces with chunk_delay_s between them."""
+
         def handler(req: http.server.BaseHTTPRequestHandler) -> None:
             if self._stopping.wait(header_delay_s):
                 return
@@ -140,13 +154,19 @@ class ImageHost(LoopbackHTTPHost):
             for start in range(0, len(body), chunk_size):
                 if start and self._stopping.wait(chunk_delay_s):
                     return
-                req.wfile.write(body[start:start + chunk_size])
+                req.wfile.write(body[start : start + chunk_size])
                 req.wfile.flush()
 
         return self.add_route(path, handler)
 
-    def add_huge(self, path: str, size: int, framing: str = "length", prefix: bytes = b"\xff\xd8\xff\xe0",
-                 content_type: str = "image/jpeg") -> str:
+    def add_huge(
+        self,
+        path: str,
+        size: int,
+        framing: str = "length",
+        prefix: bytes = b"\xff\xd8\xff\xe0",
+        content_type: str = "image/jpeg",
+    ) -> str:
         """Streams `size` bytes (`prefix`, then zeros) without ever holding them. framing:
         "length" (Content-Length), "close" (no length, ends at connection close) or
         "chunked" (Transfer-Encoding: chunked)."""
@@ -167,9 +187,9 @@ class ImageHost(LoopbackHTTPHost):
             zeros = bytes(_CHUNK)
             sent = 0
             while sent < size and not self._stopping.is_set():
-                piece = zeros[:min(_CHUNK, size - sent)]
+                piece = zeros[: min(_CHUNK, size - sent)]
                 if sent == 0:
-                    piece = (prefix + piece[len(prefix):])[:len(piece)]
+                    piece = (prefix + piece[len(prefix) :])[: len(piece)]
                 if framing == "chunked":
                     req.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 else:
@@ -180,8 +200,7 @@ class ImageHost(LoopbackHTTPHost):
 
         return self.add_route(path, handler)
 
-    def add_gzip_bomb(self, path: str, decoded_size: int = 200 * 1024 * 1024,
-                      content_type: str = "image/jpeg") -> str:
+    def add_gzip_bomb(self, path: str, decoded_size: int = 200 * 1024 * 1024, content_type: str = "image/jpeg") -> str:
         """A small gzip body (about 1/1000 of decoded_size) of decoded_size zeros, sent with
         Content-Encoding: gzip and the compressed Content-Length."""
         payload = gzip_of_zeros(decoded_size)
@@ -211,8 +230,9 @@ class ImageHost(LoopbackHTTPHost):
             req.close_connection = True
 
 
-def _send_head(req: http.server.BaseHTTPRequestHandler, status: int, content_type: str, length: int,
-               headers: dict[str, str]) -> None:
+def _send_head(
+    req: http.server.BaseHTTPRequestHandler, status: int, content_type: str, length: int, headers: dict[str, str]
+) -> None:
     req.send_response(status)
     req.send_header("Content-Type", content_type)
     req.send_header("Content-Length", str(length))

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from server.audit.policy import AuditPolicy, parse_rates
 from server.audit.records import AuditReason
 from server.config import AuditConfig
+from server.pipeline.audit_sampling import AuditPolicy, parse_rates
 from server.types import Decision
 
 HASHES = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(100_000)]
@@ -74,12 +74,15 @@ def test_low_confidence_pass_becomes_review():
     assert off.choose(Decision.PASS, scores_for("ham", 0.34), "ham", HASHES[0]).decision == Decision.PASS
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("ham", "form class=0.05"),
-    ("=0.1", "form class=0.05"),
-    ("ham=1.5", "within"),
-    ("ham=lots", "could not convert"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ham", "form class=0.05"),
+        ("=0.1", "form class=0.05"),
+        ("ham=1.5", "within"),
+        ("ham=lots", "could not convert"),
+    ],
+)
 def test_bad_rates_are_refused(text, message):
     with pytest.raises(ValueError, match=message):
         parse_rates(text)

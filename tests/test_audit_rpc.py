@@ -30,9 +30,18 @@ GREEN, RED, GREY = (0, 200, 0), (255, 0, 0), (128, 128, 128)
 def audited(model_repo, tmp_path, image_host):
     """A server that samples every confident ham PASS and calls a top score under 0.4 unsure."""
     audit_path = tmp_path / "audit.sqlite3"
-    config = make_config(model_repo, audit_path, allow=(image_host.allow_entry,),
-                         audit={"sample_rate": 0.0, "class_sample_rates": "ham=1.0", "low_confidence_min": 0.0,
-                                "low_confidence_max": 0.4, "drift_interval_s": 0})
+    config = make_config(
+        model_repo,
+        audit_path,
+        allow=(image_host.allow_entry,),
+        audit={
+            "sample_rate": 0.0,
+            "class_sample_rates": "ham=1.0",
+            "low_confidence_min": 0.0,
+            "low_confidence_max": 0.4,
+            "drift_interval_s": 0,
+        },
+    )
     running = ServerThread(config).start()
     running.audit_url = f"sqlite:///{audit_path}"
     yield running
@@ -46,11 +55,18 @@ def audit_stub(channel: grpc.Channel) -> apb_grpc.AuditStub:
 def classify_post(server: ServerThread, image_host) -> pb.ClassifyResponse:
     image_host.add("/green.png", encode(GREEN, fmt="PNG"), content_type="image/png")
     with server.channel() as channel:
-        response = server.stub(channel).Classify(pb.ClassifyRequest(post_id="post-42", request_id="req-42", images=[
-            pb.ImageInput(id="cat", url=image_host.url("/green.png")),
-            pb.ImageInput(id="nude", content=encode(RED, fmt="PNG")),
-            pb.ImageInput(id="fog", content=encode(GREY, fmt="PNG")),
-        ]), timeout=20)
+        response = server.stub(channel).Classify(
+            pb.ClassifyRequest(
+                post_id="post-42",
+                request_id="req-42",
+                images=[
+                    pb.ImageInput(id="cat", url=image_host.url("/green.png")),
+                    pb.ImageInput(id="nude", content=encode(RED, fmt="PNG")),
+                    pb.ImageInput(id="fog", content=encode(GREY, fmt="PNG")),
+                ],
+            ),
+            timeout=20,
+        )
     server.service.audit.flush()
     return response
 
@@ -63,8 +79,11 @@ def find_dataset_reader():
         return None
     for name, fn in inspect.getmembers(module, inspect.isfunction):
         lowered = name.lower()
-        if (lowered.startswith(("read", "load")) and ("audit" in lowered or "verdict" in lowered)
-                and fn.__module__ == module.__name__):
+        if (
+            lowered.startswith(("read", "load"))
+            and ("audit" in lowered or "verdict" in lowered)
+            and fn.__module__ == module.__name__
+        ):
             return fn
     return None
 
@@ -80,8 +99,9 @@ def test_classify_sample_review_verdict_export_hand_off(audited, image_host, tmp
     with audited.channel() as channel:
         stub = audit_stub(channel)
         sampled_only = apb.ReviewFilter(reasons=[apb.AUDIT_REASON_SAMPLED])
-        alice = stub.NextForReview(apb.NextForReviewRequest(reviewer_id="alice", filter=sampled_only,
-                                                            lease_seconds=120))
+        alice = stub.NextForReview(
+            apb.NextForReviewRequest(reviewer_id="alice", filter=sampled_only, lease_seconds=120)
+        )
         assert [(i.image_id, i.post_id, i.request_id) for i in alice.items] == [("cat", "post-42", "req-42")]
         item = alice.items[0]
         assert item.url == image_host.url("/green.png") and item.content_sha256 == by_id["cat"].content_sha256
@@ -92,44 +112,70 @@ def test_classify_sample_review_verdict_export_hand_off(audited, image_host, tmp
         assert not stub.NextForReview(apb.NextForReviewRequest(reviewer_id="bob", filter=sampled_only)).items
         everything = stub.NextForReview(apb.NextForReviewRequest(reviewer_id="bob"))
         assert sorted((i.image_id, apb.AuditReason.Name(i.reason)) for i in everything.items) == [
-            ("fog", "AUDIT_REASON_LOW_CONFIDENCE"), ("nude", "AUDIT_REASON_FLAGGED")]
+            ("fog", "AUDIT_REASON_LOW_CONFIDENCE"),
+            ("nude", "AUDIT_REASON_FLAGGED"),
+        ]
 
         # Alice judges the "ham" PASS to be sexual: the model missed it.
         judged = Timestamp(seconds=1_760_000_000)
-        result = stub.SubmitVerdicts(apb.SubmitVerdictsRequest(operator_id="alice", verdicts=[
-            apb.Verdict(record_id=item.record_id, label="sexual", note="cropped", judged_at=judged)]))
+        result = stub.SubmitVerdicts(
+            apb.SubmitVerdictsRequest(
+                operator_id="alice",
+                verdicts=[apb.Verdict(record_id=item.record_id, label="sexual", note="cropped", judged_at=judged)],
+            )
+        )
         assert [(r.record_id, r.outcome) for r in result.results] == [(item.record_id, apb.VERDICT_APPLIED)]
         # Retried by the tool: idempotent. Named by the Classify call's ids: the same record.
-        again = stub.SubmitVerdicts(apb.SubmitVerdictsRequest(verdicts=[
-            apb.Verdict(request_id="req-42", image_id="cat", label="sexual", operator_id="alice")]))
+        again = stub.SubmitVerdicts(
+            apb.SubmitVerdictsRequest(
+                verdicts=[apb.Verdict(request_id="req-42", image_id="cat", label="sexual", operator_id="alice")]
+            )
+        )
         assert again.results[0].outcome == apb.VERDICT_UNCHANGED and again.results[0].record_id == item.record_id
-        conflict = stub.SubmitVerdicts(apb.SubmitVerdictsRequest(operator_id="carol", verdicts=[
-            apb.Verdict(record_id=item.record_id, label="ham")]))
+        conflict = stub.SubmitVerdicts(
+            apb.SubmitVerdictsRequest(
+                operator_id="carol", verdicts=[apb.Verdict(record_id=item.record_id, label="ham")]
+            )
+        )
         assert conflict.results[0].outcome == apb.VERDICT_CONFLICT
-        missing = stub.SubmitVerdicts(apb.SubmitVerdictsRequest(operator_id="carol", verdicts=[
-            apb.Verdict(record_id="no-such-record", label="ham")]))
+        missing = stub.SubmitVerdicts(
+            apb.SubmitVerdictsRequest(
+                operator_id="carol", verdicts=[apb.Verdict(record_id="no-such-record", label="ham")]
+            )
+        )
         assert missing.results[0].outcome == apb.VERDICT_NOT_FOUND
         # Bob releases his items; Carol gets them.
-        released = stub.ReleaseReview(apb.ReleaseReviewRequest(reviewer_id="bob",
-                                                               record_ids=[i.record_id for i in everything.items]))
+        released = stub.ReleaseReview(
+            apb.ReleaseReviewRequest(reviewer_id="bob", record_ids=[i.record_id for i in everything.items])
+        )
         assert released.released == 2
         assert len(stub.NextForReview(apb.NextForReviewRequest(reviewer_id="carol", limit=5)).items) == 2
 
     # Export for training, both formats, and check the rows.
     jsonl, csv_path = tmp_path / "export" / "verdicts.jsonl", tmp_path / "export" / "verdicts.csv"
-    assert cli.main(["export-verdicts", "--format", "jsonl", "--output", str(jsonl),
-                     "--audit-url", audited.audit_url]) == 0
-    assert cli.main(["export-verdicts", "--format", "csv", "--output", str(csv_path),
-                     "--audit-url", audited.audit_url]) == 0
+    assert (
+        cli.main(["export-verdicts", "--format", "jsonl", "--output", str(jsonl), "--audit-url", audited.audit_url])
+        == 0
+    )
+    assert (
+        cli.main(["export-verdicts", "--format", "csv", "--output", str(csv_path), "--audit-url", audited.audit_url])
+        == 0
+    )
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     with open(csv_path, newline="") as f:
         csv_rows = list(csv.DictReader(f))
     assert rows == csv_rows
     assert list(rows[0]) == list(EXPORT_COLUMNS)
     (row,) = rows
-    assert (row["post_id"], row["image_id"], row["image"], row["label"], row["label_level"], row["operator"],
-            row["time"]) == ("post-42", "cat", image_host.url("/green.png"), "sexual", "image", "alice",
-                             "2025-10-09T08:53:20.000Z")
+    assert (
+        row["post_id"],
+        row["image_id"],
+        row["image"],
+        row["label"],
+        row["label_level"],
+        row["operator"],
+        row["time"],
+    ) == ("post-42", "cat", image_host.url("/green.png"), "sexual", "image", "alice", "2025-10-09T08:53:20.000Z")
     assert row["content_sha256"] == by_id["cat"].content_sha256 and row["note"] == "cropped"
 
     reader = find_dataset_reader()
@@ -138,18 +184,24 @@ def test_classify_sample_review_verdict_export_hand_off(audited, image_host, tmp
         assert "cat" in repr(dataset) and "sexual" in repr(dataset), (reader.__name__, dataset)
 
 
-@pytest.mark.parametrize(("verdicts", "operator", "message"), [
-    ([], "op", "no verdicts"),
-    ([apb.Verdict(label="ham")], "op", "name the record by record_id, or by request_id and image_id"),
-    ([apb.Verdict(request_id="r", label="ham")], "op", "name the record"),
-    ([apb.Verdict(record_id="x", request_id="r", image_id="i", label="ham")], "op", "both given"),
-    ([apb.Verdict(record_id="x")], "op", "label is empty"),
-    ([apb.Verdict(record_id="x", label="ham")], "", "operator id is required"),
-    ([apb.Verdict(record_id="x", label="ham", operator_id="o" * 300)], "", "operator is 300 characters"),
-    ([apb.Verdict(record_id="x", label="ham"), apb.Verdict(record_id="x", label="sexual")], "op",
-     "given both 'ham' and 'sexual'"),
-    ([apb.Verdict(record_id="x", label="ham")] * 1001, "op", "1001 verdicts, limit 1000"),
-])
+@pytest.mark.parametrize(
+    ("verdicts", "operator", "message"),
+    [
+        ([], "op", "no verdicts"),
+        ([apb.Verdict(label="ham")], "op", "name the record by record_id, or by request_id and image_id"),
+        ([apb.Verdict(request_id="r", label="ham")], "op", "name the record"),
+        ([apb.Verdict(record_id="x", request_id="r", image_id="i", label="ham")], "op", "both given"),
+        ([apb.Verdict(record_id="x")], "op", "label is empty"),
+        ([apb.Verdict(record_id="x", label="ham")], "", "operator id is required"),
+        ([apb.Verdict(record_id="x", label="ham", operator_id="o" * 300)], "", "operator is 300 characters"),
+        (
+            [apb.Verdict(record_id="x", label="ham"), apb.Verdict(record_id="x", label="sexual")],
+            "op",
+            "given both 'ham' and 'sexual'",
+        ),
+        ([apb.Verdict(record_id="x", label="ham")] * 1001, "op", "1001 verdicts, limit 1000"),
+    ],
+)
 def test_malformed_verdicts_are_invalid_argument(audited, verdicts, operator, message):
     with audited.channel() as channel, pytest.raises(grpc.RpcError) as info:
         audit_stub(channel).SubmitVerdicts(apb.SubmitVerdictsRequest(operator_id=operator, verdicts=verdicts))
@@ -163,22 +215,31 @@ def test_a_label_outside_the_models_classes_writes_nothing(audited, image_host):
         stub = audit_stub(channel)
         items = stub.NextForReview(apb.NextForReviewRequest(reviewer_id="r")).items
         with pytest.raises(grpc.RpcError) as info:
-            stub.SubmitVerdicts(apb.SubmitVerdictsRequest(operator_id="op", verdicts=[
-                apb.Verdict(record_id=items[0].record_id, label="ham"),
-                apb.Verdict(record_id=items[1].record_id, label="violence")]))
+            stub.SubmitVerdicts(
+                apb.SubmitVerdictsRequest(
+                    operator_id="op",
+                    verdicts=[
+                        apb.Verdict(record_id=items[0].record_id, label="ham"),
+                        apb.Verdict(record_id=items[1].record_id, label="violence"),
+                    ],
+                )
+            )
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "label 'violence' is not a class of model moderation version 1" in info.value.details()
         # Nothing was written: the first item is still waiting for a verdict.
         assert len(stub.NextForReview(apb.NextForReviewRequest(reviewer_id="r")).items) == len(items)
 
 
-@pytest.mark.parametrize(("request_", "message"), [
-    (apb.NextForReviewRequest(), "reviewer id is required"),
-    (apb.NextForReviewRequest(reviewer_id="r", limit=1000), "limit 1000 is over"),
-    (apb.NextForReviewRequest(reviewer_id="r", lease_seconds=100_000), "lease of 100000s is over"),
-    (apb.NextForReviewRequest(reviewer_id="r", filter=apb.ReviewFilter(reasons=[0])), "AUDIT_REASON_UNSPECIFIED"),
-    (apb.NextForReviewRequest(reviewer_id="r", filter=apb.ReviewFilter(decisions=[0])), "DECISION_UNSPECIFIED"),
-])
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (apb.NextForReviewRequest(), "reviewer id is required"),
+        (apb.NextForReviewRequest(reviewer_id="r", limit=1000), "limit 1000 is over"),
+        (apb.NextForReviewRequest(reviewer_id="r", lease_seconds=100_000), "lease of 100000s is over"),
+        (apb.NextForReviewRequest(reviewer_id="r", filter=apb.ReviewFilter(reasons=[0])), "AUDIT_REASON_UNSPECIFIED"),
+        (apb.NextForReviewRequest(reviewer_id="r", filter=apb.ReviewFilter(decisions=[0])), "DECISION_UNSPECIFIED"),
+    ],
+)
 def test_malformed_review_requests_are_invalid_argument(audited, request_, message):
     with audited.channel() as channel, pytest.raises(grpc.RpcError) as info:
         audit_stub(channel).NextForReview(request_)
@@ -190,8 +251,12 @@ def test_reflection_lists_the_audit_service_and_calls_are_counted(audited):
     with audited.channel() as channel:
         assert "moderation.v1.Audit" in set(ProtoReflectionDescriptorDatabase(channel).get_services())
         audit_stub(channel).NextForReview(apb.NextForReviewRequest(reviewer_id="r"))
-    assert audited.service.metrics.registry.get_sample_value(
-        "moderation_calls_total", {"method": "/moderation.v1.Audit/NextForReview", "code": "OK"}) == 1
+    assert (
+        audited.service.metrics.registry.get_sample_value(
+            "moderation_calls_total", {"method": "/moderation.v1.Audit/NextForReview", "code": "OK"}
+        )
+        == 1
+    )
 
 
 def test_cli_imports_jsonl_and_csv_verdicts(audited, image_host, tmp_path, capsys):
@@ -200,10 +265,21 @@ def test_cli_imports_jsonl_and_csv_verdicts(audited, image_host, tmp_path, capsy
     records = {r.image_id: r for r in store.next_for_review("cli", 10, 1)}
     jsonl = tmp_path / "v.jsonl"
     jsonl.write_text(
-        json.dumps({"record_id": records["cat"].record_id, "label": "ham", "operator": "op1",
-                    "time": "2026-01-02T03:04:05Z", "note": "fine"}) + "\n\n"
-        + json.dumps({"request_id": "req-42", "image_id": "nude", "label": "sexual"}) + "\n"
-        + json.dumps({"record_id": "ghost", "label": "ham", "operator": "op1"}) + "\n")
+        json.dumps(
+            {
+                "record_id": records["cat"].record_id,
+                "label": "ham",
+                "operator": "op1",
+                "time": "2026-01-02T03:04:05Z",
+                "note": "fine",
+            }
+        )
+        + "\n\n"
+        + json.dumps({"request_id": "req-42", "image_id": "nude", "label": "sexual"})
+        + "\n"
+        + json.dumps({"record_id": "ghost", "label": "ham", "operator": "op1"})
+        + "\n"
+    )
     code = cli.main(["import-verdicts", str(jsonl), "--operator", "default-op", "--audit-url", audited.audit_url])
     out = capsys.readouterr()
     assert code == 1  # the ghost record
@@ -211,33 +287,44 @@ def test_cli_imports_jsonl_and_csv_verdicts(audited, image_host, tmp_path, capsy
     assert "ghost: not_found" in out.err
     judged = {r.image_id: r for r in store.judged()}
     assert (judged["cat"].verdict_label, judged["cat"].verdict_operator, judged["cat"].verdict_at) == (
-        "ham", "op1", 1767323045.0)
+        "ham",
+        "op1",
+        1767323045.0,
+    )
     assert (judged["nude"].verdict_label, judged["nude"].verdict_operator) == ("sexual", "default-op")
 
     table = tmp_path / "v.csv"
-    table.write_text("request_id,image_id,label,operator,time\nreq-42,fog,personal_info,op2,1767323045.5\n"
-                     "req-42,nude,sexual,op2,\n")
+    table.write_text(
+        "request_id,image_id,label,operator,time\nreq-42,fog,personal_info,op2,1767323045.5\nreq-42,nude,sexual,op2,\n"
+    )
     assert cli.main(["import-verdicts", str(table), "--audit-url", audited.audit_url]) == 0
     assert "2 verdicts: 1 applied, 1 unchanged" in capsys.readouterr().out
     assert {r.image_id: r.verdict_label for r in store.judged()}["fog"] == "personal_info"
 
     # An export imports back unchanged (the round trip a re-labelling tool would use).
     export = tmp_path / "all.csv"
-    assert cli.main(["export-verdicts", "--format", "csv", "--output", str(export), "--audit-url",
-                     audited.audit_url]) == 0
+    assert (
+        cli.main(["export-verdicts", "--format", "csv", "--output", str(export), "--audit-url", audited.audit_url]) == 0
+    )
     assert cli.main(["import-verdicts", str(export), "--audit-url", audited.audit_url]) == 0
     assert "3 verdicts: 0 applied, 3 unchanged" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("content", "suffix", "message"), [
-    ('{"record_id": "x", "label": "ham"}\n', ".jsonl", "operator id is required"),
-    ('{"record_id": "x", "label": "ham", "operator": "o", "time": "yesterday"}\n', ".jsonl", "neither ISO 8601"),
-    ('{"record_id": "x", "label": "ham", "operator": "o", "time": "2026-01-01T00:00:00"}\n', ".jsonl",
-     "no time zone"),
-    ("not json\n", ".jsonl", "not JSON"),
-    ("[1, 2]\n", ".jsonl", "a JSON object per line"),
-    ("record_id,operator\nx,o\n", ".csv", "CSV header lacks ['label']"),
-])
+@pytest.mark.parametrize(
+    ("content", "suffix", "message"),
+    [
+        ('{"record_id": "x", "label": "ham"}\n', ".jsonl", "operator id is required"),
+        ('{"record_id": "x", "label": "ham", "operator": "o", "time": "yesterday"}\n', ".jsonl", "neither ISO 8601"),
+        (
+            '{"record_id": "x", "label": "ham", "operator": "o", "time": "2026-01-01T00:00:00"}\n',
+            ".jsonl",
+            "no time zone",
+        ),
+        ("not json\n", ".jsonl", "not JSON"),
+        ("[1, 2]\n", ".jsonl", "a JSON object per line"),
+        ("record_id,operator\nx,o\n", ".csv", "CSV header lacks ['label']"),
+    ],
+)
 def test_cli_refuses_malformed_files(audited, tmp_path, capsys, content, suffix, message):
     path = tmp_path / f"bad{suffix}"
     path.write_text(content)

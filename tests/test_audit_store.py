@@ -19,14 +19,32 @@ CLASSES = ("ham", "sexual", "personal_info")
 T0 = 1_700_000_000.0
 
 
-def record(i: int, reason: AuditReason = AuditReason.FLAGGED, decision: str = "REVIEW", top: str = "sexual",
-           version: str = "1", created_at: float | None = None, weight: float = 1.0) -> AuditRecord:
+def record(
+    i: int,
+    reason: AuditReason = AuditReason.FLAGGED,
+    decision: str = "REVIEW",
+    top: str = "sexual",
+    version: str = "1",
+    created_at: float | None = None,
+    weight: float = 1.0,
+) -> AuditRecord:
     scores = {c: (0.8 if c == top else 0.1) for c in CLASSES}
-    return AuditRecord(request_id=f"req-{i // 2}", post_id=f"post-{i // 2}", image_id=f"img-{i % 2}",
-                       url=f"http://images.test/{i}.jpg", content_sha256=f"{i:064x}", scores=scores, top_class=top,
-                       decision=decision, reason=reason, model_name="moderation", model_version=version,
-                       created_at=T0 + i if created_at is None else created_at, record_id=f"rec-{i:04d}",
-                       sample_weight=weight)
+    return AuditRecord(
+        request_id=f"req-{i // 2}",
+        post_id=f"post-{i // 2}",
+        image_id=f"img-{i % 2}",
+        url=f"http://images.test/{i}.jpg",
+        content_sha256=f"{i:064x}",
+        scores=scores,
+        top_class=top,
+        decision=decision,
+        reason=reason,
+        model_name="moderation",
+        model_version=version,
+        created_at=T0 + i if created_at is None else created_at,
+        record_id=f"rec-{i:04d}",
+        sample_weight=weight,
+    )
 
 
 def test_both_stores_have_the_same_schema(tmp_path):
@@ -41,14 +59,29 @@ def test_both_stores_have_the_same_schema(tmp_path):
         assert pg_store.migration_versions() == list(range(1, len(schema.MIGRATIONS) + 1))
         pg_store.close()
         with psycopg.connect(PG_BASE_URL) as pg:
-            pg_columns = [r[0] for r in pg.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
-                "AND table_name = 'audit_records' ORDER BY ordinal_position", (name,))]
-            pg_indexes = {r[0] for r in pg.execute(
-                "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'audit_records' "
-                "AND indexname NOT LIKE '%%_pkey'", (name,))}
-            types = dict(pg.execute("SELECT column_name, data_type FROM information_schema.columns "
-                                    "WHERE table_schema = %s AND table_name = 'audit_records'", (name,)).fetchall())
+            pg_columns = [
+                r[0]
+                for r in pg.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                    "AND table_name = 'audit_records' ORDER BY ordinal_position",
+                    (name,),
+                )
+            ]
+            pg_indexes = {
+                r[0]
+                for r in pg.execute(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'audit_records' "
+                    "AND indexname NOT LIKE '%%_pkey'",
+                    (name,),
+                )
+            }
+            types = dict(
+                pg.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = %s AND table_name = 'audit_records'",
+                    (name,),
+                ).fetchall()
+            )
     assert sqlite_columns == pg_columns
     assert sqlite_indexes == pg_indexes
     assert sqlite_versions == list(range(1, len(schema.MIGRATIONS) + 1))
@@ -62,9 +95,11 @@ def test_a_first_release_sqlite_file_is_migrated_and_keeps_its_rows(tmp_path):
     for statement in schema.statements(1, "sqlite"):
         conn.execute(statement)
     conn.execute("INSERT INTO schema_migrations VALUES (1, 0)")
-    conn.execute("INSERT INTO audit_records (record_id, created_at, request_id, post_id, image_id, url, "
-                 "content_sha256, scores, top_class, decision, reason, model_name, model_version) VALUES "
-                 "('old', 1, 'r', 'p', 'i', '', 'h', '{\"ham\": 1.0}', 'ham', 'PASS', 'sampled', 'm', '1')")
+    conn.execute(
+        "INSERT INTO audit_records (record_id, created_at, request_id, post_id, image_id, url, "
+        "content_sha256, scores, top_class, decision, reason, model_name, model_version) VALUES "
+        "('old', 1, 'r', 'p', 'i', '', 'h', '{\"ham\": 1.0}', 'ham', 'PASS', 'sampled', 'm', '1')"
+    )
     conn.commit()
     conn.close()
     store = open_store(f"sqlite:///{path}")
@@ -90,9 +125,13 @@ def test_writes_are_idempotent_on_record_id(audit_store):
 
 
 def test_next_for_review_is_oldest_first_leased_and_filtered(audit_store):
-    audit_store.write([record(i, created_at=T0 + 10 - i) for i in range(6)]  # rec-0005 is the oldest
-                      + [record(6, AuditReason.SAMPLED, "PASS", "ham", weight=100.0, created_at=T0 + 20),
-                         record(7, AuditReason.FLAGGED, "BLOCK", "personal_info", version="2", created_at=T0 + 21)])
+    audit_store.write(
+        [record(i, created_at=T0 + 10 - i) for i in range(6)]  # rec-0005 is the oldest
+        + [
+            record(6, AuditReason.SAMPLED, "PASS", "ham", weight=100.0, created_at=T0 + 20),
+            record(7, AuditReason.FLAGGED, "BLOCK", "personal_info", version="2", created_at=T0 + 21),
+        ]
+    )
     now = T0 + 100
     alice = audit_store.next_for_review("alice", 3, 60, now=now)
     assert [r.record_id for r in alice] == ["rec-0005", "rec-0004", "rec-0003"]
@@ -106,9 +145,15 @@ def test_next_for_review_is_oldest_first_leased_and_filtered(audit_store):
     # Filters.
     carol = audit_store.next_for_review("carol", 10, 60, ReviewFilter(reasons=("sampled",)), now=now)
     assert [r.record_id for r in carol] == ["rec-0006"]
-    dave = audit_store.next_for_review("dave", 10, 60, ReviewFilter(model_versions=("2",), decisions=("BLOCK",),
-                                                                    top_classes=("personal_info",),
-                                                                    model_name="moderation"), now=now)
+    dave = audit_store.next_for_review(
+        "dave",
+        10,
+        60,
+        ReviewFilter(
+            model_versions=("2",), decisions=("BLOCK",), top_classes=("personal_info",), model_name="moderation"
+        ),
+        now=now,
+    )
     assert [r.record_id for r in dave] == ["rec-0007"]
     assert audit_store.next_for_review("erin", 10, 60, now=now) == []
     # Bob's, Carol's and Dave's leases expire (Alice renewed hers): their records go to the next reviewer.
@@ -117,8 +162,7 @@ def test_next_for_review_is_oldest_first_leased_and_filtered(audit_store):
     # Released records are free at once; another reviewer's release is ignored.
     assert audit_store.release("bob", ["rec-0002"]) == 0
     assert audit_store.release("erin", ["rec-0002", "rec-0001"]) == 2
-    assert [r.record_id for r in audit_store.next_for_review("frank", 10, 60, now=now + 62)] == [
-        "rec-0002", "rec-0001"]
+    assert [r.record_id for r in audit_store.next_for_review("frank", 10, 60, now=now + 62)] == ["rec-0002", "rec-0001"]
     # A judged record is never handed out again.
     audit_store.submit_verdicts([Verdict(label="ham", operator="frank", record_id="rec-0002")])
     assert "rec-0002" not in [r.record_id for r in audit_store.next_for_review("gina", 10, 60, now=now + 10_000)]
@@ -134,8 +178,12 @@ def test_concurrent_reviewers_never_get_the_same_record(audit_store):
         barrier.wait()
         while batch := audit_store.next_for_review(name, 4, 600):
             handed.extend(r.record_id for r in batch)
-            outcomes.extend(r.outcome for r in audit_store.submit_verdicts(
-                [Verdict(label="ham", operator=name, record_id=r.record_id) for r in batch]))
+            outcomes.extend(
+                r.outcome
+                for r in audit_store.submit_verdicts(
+                    [Verdict(label="ham", operator=name, record_id=r.record_id) for r in batch]
+                )
+            )
 
     threads = [threading.Thread(target=review, args=(f"r{i}",)) for i in range(4)]
     for t in threads:
@@ -148,13 +196,15 @@ def test_concurrent_reviewers_never_get_the_same_record(audit_store):
 
 def test_verdict_outcomes(audit_store):
     audit_store.write([record(i) for i in range(4)])
-    results = audit_store.submit_verdicts([
-        Verdict(label="ham", operator="op1", record_id="rec-0000", note="a cat"),
-        Verdict(label="sexual", operator="op1", request_id="req-0", image_id="img-1", judged_at=T0 + 500),
-        Verdict(label="ham", operator="op1", record_id="rec-9999"),
-    ], now=T0 + 1000)
-    assert [r.outcome for r in results] == [VerdictOutcome.APPLIED, VerdictOutcome.APPLIED,
-                                            VerdictOutcome.NOT_FOUND]
+    results = audit_store.submit_verdicts(
+        [
+            Verdict(label="ham", operator="op1", record_id="rec-0000", note="a cat"),
+            Verdict(label="sexual", operator="op1", request_id="req-0", image_id="img-1", judged_at=T0 + 500),
+            Verdict(label="ham", operator="op1", record_id="rec-9999"),
+        ],
+        now=T0 + 1000,
+    )
+    assert [r.outcome for r in results] == [VerdictOutcome.APPLIED, VerdictOutcome.APPLIED, VerdictOutcome.NOT_FOUND]
     assert results[1].record_id == "rec-0001"
     # Retried: unchanged, and the first verdict's time and operator stay.
     again = audit_store.submit_verdicts([Verdict(label="ham", operator="op2", record_id="rec-0000")], now=T0 + 2000)
@@ -163,11 +213,16 @@ def test_verdict_outcomes(audit_store):
     conflict = audit_store.submit_verdicts([Verdict(label="sexual", operator="op2", record_id="rec-0000")])
     assert conflict[0].outcome == VerdictOutcome.CONFLICT and "already judged 'ham'" in conflict[0].message
     rows = {r.record_id: r for r in audit_store.get(["rec-0000", "rec-0001"])}
-    assert (rows["rec-0000"].verdict_label, rows["rec-0000"].verdict_operator, rows["rec-0000"].verdict_at,
-            rows["rec-0000"].verdict_note) == ("ham", "op1", T0 + 1000, "a cat")
+    assert (
+        rows["rec-0000"].verdict_label,
+        rows["rec-0000"].verdict_operator,
+        rows["rec-0000"].verdict_at,
+        rows["rec-0000"].verdict_note,
+    ) == ("ham", "op1", T0 + 1000, "a cat")
     assert rows["rec-0001"].verdict_at == T0 + 500
-    fixed = audit_store.submit_verdicts([Verdict(label="sexual", operator="lead", record_id="rec-0000")],
-                                        overwrite=True, now=T0 + 3000)
+    fixed = audit_store.submit_verdicts(
+        [Verdict(label="sexual", operator="lead", record_id="rec-0000")], overwrite=True, now=T0 + 3000
+    )
     assert fixed[0].outcome == VerdictOutcome.APPLIED
     (row,) = audit_store.get(["rec-0000"])
     assert (row.verdict_label, row.verdict_operator, row.verdict_at) == ("sexual", "lead", T0 + 3000)
@@ -176,8 +231,12 @@ def test_verdict_outcomes(audit_store):
 def test_a_label_that_is_no_class_of_the_model_fails_the_whole_batch(audit_store):
     audit_store.write([record(i) for i in range(2)])
     with pytest.raises(InvalidRequest, match=r"verdicts\[1\] \(rec-0001\): label 'violence' is not a class"):
-        audit_store.submit_verdicts([Verdict(label="ham", operator="op", record_id="rec-0000"),
-                                     Verdict(label="violence", operator="op", record_id="rec-0001")])
+        audit_store.submit_verdicts(
+            [
+                Verdict(label="ham", operator="op", record_id="rec-0000"),
+                Verdict(label="violence", operator="op", record_id="rec-0001"),
+            ]
+        )
     assert all(r.verdict_label is None for r in audit_store.get(["rec-0000", "rec-0001"]))
 
 

@@ -30,10 +30,21 @@ FAST = dict(flush_interval_s=0.02, batch_size=20, retry_initial_s=0.05, retry_ma
 
 
 def make_record(i: int, **changes) -> AuditRecord:
-    base = AuditRecord(request_id=f"req-{i}", post_id=f"post-{i}", image_id="a", url="", content_sha256=f"{i:064x}",
-                       scores={"ham": 0.1, "sexual": 0.9}, top_class="sexual", decision="BLOCK",
-                       reason=AuditReason.FLAGGED, model_name="moderation", model_version="1",
-                       created_at=1_700_000_000.0 + i, record_id=f"rec-{i:05d}")
+    base = AuditRecord(
+        request_id=f"req-{i}",
+        post_id=f"post-{i}",
+        image_id="a",
+        url="",
+        content_sha256=f"{i:064x}",
+        scores={"ham": 0.1, "sexual": 0.9},
+        top_class="sexual",
+        decision="BLOCK",
+        reason=AuditReason.FLAGGED,
+        model_name="moderation",
+        model_version="1",
+        created_at=1_700_000_000.0 + i,
+        record_id=f"rec-{i:05d}",
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -68,8 +79,9 @@ def proxied_pg():
 def test_database_down_mid_traffic_loses_nothing_and_writes_nothing_twice(proxied_pg, tmp_path):
     url, proxy, schema = proxied_pg
     metrics = Metrics()
-    writer = AuditWriter(open_store(url, timeout_s=2.0),
-                         AuditConfig(url=url, spill_path=str(tmp_path / "spill.jsonl"), **FAST), metrics)
+    writer = AuditWriter(
+        open_store(url, timeout_s=2.0), AuditConfig(url=url, spill_path=str(tmp_path / "spill.jsonl"), **FAST), metrics
+    )
     total = 600
     for i in range(total):
         writer.submit(make_record(i))
@@ -128,7 +140,9 @@ def test_a_record_the_database_refuses_is_set_aside_without_blocking_the_rest(pg
     store = open_store(pg_url)
     try:
         assert sorted(r.record_id for r in store.get(["rec-00001", "rec-00002", "rec-00003"])) == [
-            "rec-00001", "rec-00003"]
+            "rec-00001",
+            "rec-00003",
+        ]
     finally:
         store.close()
     assert sample(metrics, "moderation_audit_dropped_total") == 1
@@ -169,8 +183,9 @@ def test_kill_9_loses_at_most_the_last_flush_interval(tmp_path):
             i += 1
             time.sleep(0.005)
     """)
-    process = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True,
-                               cwd=os.path.dirname(os.path.dirname(__file__)))
+    process = subprocess.Popen(
+        [sys.executable, "-c", child], stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__))
+    )
     submitted: list[tuple[int, float]] = []
     try:
         started = None
@@ -200,9 +215,17 @@ def test_kill_9_loses_at_most_the_last_flush_interval(tmp_path):
 def test_server_keeps_serving_while_postgresql_is_away_and_loses_no_record(proxied_pg, model_repo, tmp_path):
     url, proxy, schema = proxied_pg
     config = make_config(model_repo, tmp_path / "unused.sqlite3")
-    config = dataclasses.replace(config, audit=dataclasses.replace(
-        config.audit, url=url, sample_rate=1.0, spill_path=str(tmp_path / "spill.jsonl"), drift_interval_s=0.2,
-        **FAST))
+    config = dataclasses.replace(
+        config,
+        audit=dataclasses.replace(
+            config.audit,
+            url=url,
+            sample_rate=1.0,
+            spill_path=str(tmp_path / "spill.jsonl"),
+            drift_interval_s=0.2,
+            **FAST,
+        ),
+    )
     running = ServerThread(config).start()
     calls = 30
     try:
@@ -214,9 +237,16 @@ def test_server_keeps_serving_while_postgresql_is_away_and_loses_no_record(proxi
                 if i == 20:
                     proxy.start()
                 # Every image is recorded: sample_rate 1 records the PASSes, the rest are flagged.
-                response = stub.Classify(pb.ClassifyRequest(post_id=f"p{i}", images=[
-                    pb.ImageInput(id="a", content=encode((i * 8, 100, 50), fmt="PNG")),
-                    pb.ImageInput(id="b", content=encode((50, 100, i * 8), fmt="PNG"))]), timeout=10)
+                response = stub.Classify(
+                    pb.ClassifyRequest(
+                        post_id=f"p{i}",
+                        images=[
+                            pb.ImageInput(id="a", content=encode((i * 8, 100, 50), fmt="PNG")),
+                            pb.ImageInput(id="b", content=encode((50, 100, i * 8), fmt="PNG")),
+                        ],
+                    ),
+                    timeout=10,
+                )
                 assert len(response.results) == 2
                 time.sleep(0.03)
         metrics = running.service.metrics
@@ -239,8 +269,9 @@ def test_writer_never_blocks_a_caller_on_a_locked_database(tmp_path):
     blocker = sqlite3.connect(db, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     metrics = Metrics()
-    writer = AuditWriter(open_store(url, timeout_s=0.2),
-                         AuditConfig(url=url, spill_path=str(tmp_path / "spill.jsonl"), **FAST), metrics)
+    writer = AuditWriter(
+        open_store(url, timeout_s=0.2), AuditConfig(url=url, spill_path=str(tmp_path / "spill.jsonl"), **FAST), metrics
+    )
     started = time.perf_counter()
     for i in range(100):
         writer.submit(make_record(i))

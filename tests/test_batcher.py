@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from server.batcher import Batcher
 from server.config import BatchConfig
 from server.errors import ImageError, ImageErrorCode, Overloaded
 from server.metrics import Metrics
+from server.serving.batcher import Batcher
 
 
 def image(value: int) -> np.ndarray:
@@ -25,6 +25,7 @@ def echo_predict(batches: list[int]):
         batches.append(len(images))
         # Each row's "score" is the value its caller painted: a mix-up would show.
         return images[:, 0, 0, :].astype(np.float32)
+
     return predict
 
 
@@ -43,8 +44,7 @@ def test_results_return_to_their_callers_and_calls_are_joined():
     async def body(batcher):
         return await asyncio.gather(*(batcher.submit(image(v)) for v in range(200)))
 
-    rows = asyncio.run(with_batcher(echo_predict(batches), BatchConfig(max_batch_size=16, max_queue_delay_ms=5),
-                                    body))
+    rows = asyncio.run(with_batcher(echo_predict(batches), BatchConfig(max_batch_size=16, max_queue_delay_ms=5), body))
     assert [int(r[0]) for r in rows] == list(range(200))
     assert sum(batches) == 200
     assert max(batches) == 16  # joined, and never past the bound
@@ -91,8 +91,9 @@ def test_queue_bound_rejects_fast():
         done = await asyncio.gather(running, *queued)
         return rejected_in, done
 
-    rejected_in, done = asyncio.run(with_batcher(slow_predict, BatchConfig(max_batch_size=8, max_queue_delay_ms=1,
-                                                                            max_queued_images=2), body))
+    rejected_in, done = asyncio.run(
+        with_batcher(slow_predict, BatchConfig(max_batch_size=8, max_queue_delay_ms=1, max_queued_images=2), body)
+    )
     assert rejected_in < 0.5
     assert [int(r[0]) for r in done] == [1, 2, 3]
 
@@ -110,8 +111,9 @@ def lone_image_wait(delay_ms: float, slots: int) -> float:
         await batcher.submit(image(7))
         return started
 
-    started = asyncio.run(with_batcher(predict, BatchConfig(max_batch_size=8, max_queue_delay_ms=delay_ms), body,
-                                       slots=slots))
+    started = asyncio.run(
+        with_batcher(predict, BatchConfig(max_batch_size=8, max_queue_delay_ms=delay_ms), body, slots=slots)
+    )
     return called_at[0] - started
 
 
@@ -134,8 +136,9 @@ def test_full_batch_goes_without_waiting_for_the_delay():
         await asyncio.gather(*(batcher.submit(image(v)) for v in range(4)))
         return time.perf_counter() - started
 
-    elapsed = asyncio.run(with_batcher(echo_predict(batches), BatchConfig(max_batch_size=4, max_queue_delay_ms=5000),
-                                       body))
+    elapsed = asyncio.run(
+        with_batcher(echo_predict(batches), BatchConfig(max_batch_size=4, max_queue_delay_ms=5000), body)
+    )
     assert batches == [4]
     assert elapsed < 2.5
 

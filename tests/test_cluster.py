@@ -1,6 +1,6 @@
 """Replication, proved on loopback: three real server processes (process runner, one model
 worker each) behind Envoy, sharing one model repository and one PostgreSQL audit store, under
-load from loadtest.generator with server.client's retry policy. A replica SIGKILLed mid-load,
+load from loadtest.generator with server.api.client's retry policy. A replica SIGKILLed mid-load,
 a rolling restart and a model rollout must each cost zero failed calls; a broken model version
 must not be switched to. Short runs with the fake model: the figures for the README come from
 `python -m loadtest.chaos` (docs/deploy.md)."""
@@ -20,8 +20,8 @@ import pytest
 
 from loadtest.chaos import InlineRequests, LoadSpec, kill_scenario, rolling_scenario, rollout_scenario, small_images
 from loadtest.cluster import Cluster, ClusterConfig, _alive, down
+from loadtest.fake_model import publish_fake_version
 from model.repository import list_versions
-from tests.fake_model import publish_fake_version
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 LOAD = LoadSpec(concurrency=4, channels=2, timeout_s=20.0)
@@ -42,8 +42,15 @@ def shared(tmp_path_factory):
     publish_fake_version(repo)
     schema = f"cluster_test_{uuid.uuid4().hex[:8]}"
     audit_url = f"{PG}?schema={schema}" if postgres_available() else "sqlite"
-    cluster = Cluster(ClusterConfig(root=root / "run", model_repository=repo, audit_url=audit_url,
-                                    poll_interval_s=0.3, server_args=("--audit-flush-interval-s", "0.1")))
+    cluster = Cluster(
+        ClusterConfig(
+            root=root / "run",
+            model_repository=repo,
+            audit_url=audit_url,
+            poll_interval_s=0.3,
+            server_args=("--audit-flush-interval-s", "0.1"),
+        )
+    )
     cluster.start(3)
     try:
         yield cluster, repo, schema if audit_url != "sqlite" else None
@@ -67,11 +74,24 @@ def test_every_replica_serves_through_the_lb_into_one_audit_store(shared):
     # Red images: the fake model flags them, so every call writes an audit record.
     from tests.conftest import encode
 
-    report = asyncio.run(run_load(cluster.lb_target, requests_factory=InlineRequests([encode((250, 10, 10))]),
-                                  concurrency=3, max_requests=60, duration_s=30))
+    report = asyncio.run(
+        run_load(
+            cluster.lb_target,
+            requests_factory=InlineRequests([encode((250, 10, 10))]),
+            concurrency=3,
+            max_requests=60,
+            duration_s=30,
+        )
+    )
     assert report.ok == report.requests == 60
-    served = {i: sum(v for labels, v in cluster.metric(i, "moderation_calls_total")
-                     if labels.get("method", "").endswith("Classify")) for i in range(3)}
+    served = {
+        i: sum(
+            v
+            for labels, v in cluster.metric(i, "moderation_calls_total")
+            if labels.get("method", "").endswith("Classify")
+        )
+        for i in range(3)
+    }
     assert all(n > 0 for n in served.values()), f"Envoy left a replica idle: {served}"
     if schema is None:
         pytest.skip("no PostgreSQL on 127.0.0.1:5432: replicas wrote one SQLite file each")
@@ -97,8 +117,11 @@ async def _wait_rows(schema: str, want: int, timeout_s: float = 15.0) -> int:
 
 def test_replica_killed_under_load_costs_no_call(shared):
     cluster, _, _ = shared
-    result = asyncio.run(kill_scenario(cluster, InlineRequests(images()), LOAD, warmup_s=0.5, steady_s=2.0,
-                                       down_s=1.5, tail_s=1.5, victim=1))
+    result = asyncio.run(
+        kill_scenario(
+            cluster, InlineRequests(images()), LOAD, warmup_s=0.5, steady_s=2.0, down_s=1.5, tail_s=1.5, victim=1
+        )
+    )
     assert result.requests > 200
     assert result.failed == 0, result.errors
     assert set(cluster.lb_hosts().values()) == {"healthy"}
@@ -108,8 +131,9 @@ def test_replica_killed_under_load_costs_no_call(shared):
 def test_rolling_restart_under_load_costs_no_call(shared):
     cluster, _, _ = shared
     before = [p.pid for p in cluster.replicas]
-    result = asyncio.run(rolling_scenario(cluster, InlineRequests(images()), LOAD, warmup_s=0.5, steady_s=1.5,
-                                          tail_s=1.0, settle_s=0.2))
+    result = asyncio.run(
+        rolling_scenario(cluster, InlineRequests(images()), LOAD, warmup_s=0.5, steady_s=1.5, tail_s=1.0, settle_s=0.2)
+    )
     assert result.failed == 0, result.errors
     assert all(p.pid not in before for p in cluster.replicas), "every replica was restarted"
     assert [e["what"] for e in result.events].count("replica 2 ready") == 1
@@ -120,10 +144,19 @@ def test_model_rollout_reaches_every_replica_and_a_broken_version_is_refused(sha
     start = list_versions(repo, "moderation")[-1]
     load = LoadSpec(rate=40.0, concurrency=8, channels=2, timeout_s=20.0)
     try:
-        result = asyncio.run(rollout_scenario(
-            cluster, InlineRequests(images()), load, repo=repo,
-            publish=lambda: int(publish_fake_version(repo).name), warmup_s=0.5, steady_s=2.0, tail_s=1.0,
-            switch_timeout_s=60))
+        result = asyncio.run(
+            rollout_scenario(
+                cluster,
+                InlineRequests(images()),
+                load,
+                repo=repo,
+                publish=lambda: int(publish_fake_version(repo).name),
+                warmup_s=0.5,
+                steady_s=2.0,
+                tail_s=1.0,
+                switch_timeout_s=60,
+            )
+        )
         assert result.failed == 0, result.errors
         assert result.checks["every_replica_switched"], result.extra
         assert result.extra["version"] == str(start + 1)
@@ -133,8 +166,10 @@ def test_model_rollout_reaches_every_replica_and_a_broken_version_is_refused(sha
         assert cluster.model_versions() == {0: str(start + 1), 1: str(start + 1), 2: str(start + 1)}
         # Measured, reported, not asserted here: on a shared two-core CI machine three replicas
         # spawning new worker processes at once make this figure noisy (docs/deploy.md).
-        print(f"rollout p99 before {result.latency_ms['before']['p99']:.1f} ms, during "
-              f"{result.latency_ms['during']['p99']:.1f} ms")
+        print(
+            f"rollout p99 before {result.latency_ms['before']['p99']:.1f} ms, during "
+            f"{result.latency_ms['during']['p99']:.1f} ms"
+        )
     finally:
         # A broken newest version would keep a restarted replica from ever serving.
         for version in list_versions(repo, "moderation"):

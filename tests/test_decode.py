@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from server.decode import DecodeConfig, decode_image
+from model.preprocess import DecodeConfig, decode_image
 from server.errors import ImageError, ImageErrorCode
 
 
@@ -40,10 +40,19 @@ def pillow_reference(data: bytes, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(img)
 
 
-@pytest.mark.parametrize("width, height", [(1024, 768), (600, 340), (1023, 767), (257, 255), (128, 128),
-                                           (100, 60), (4000, 3000), (130, 1100)])
-@pytest.mark.parametrize("save", [{"quality": 90}, {"quality": 75, "subsampling": 0},
-                                  {"quality": 85, "subsampling": 1}, {"quality": 80, "progressive": True}])
+@pytest.mark.parametrize(
+    "width, height",
+    [(1024, 768), (600, 340), (1023, 767), (257, 255), (128, 128), (100, 60), (4000, 3000), (130, 1100)],
+)
+@pytest.mark.parametrize(
+    "save",
+    [
+        {"quality": 90},
+        {"quality": 75, "subsampling": 0},
+        {"quality": 85, "subsampling": 1},
+        {"quality": 80, "progressive": True},
+    ],
+)
 def test_jpeg_pixels_equal_pillows_at_every_scale(width, height, save):
     data = jpeg(photo(width, height), **save)
     for size in ((128, 128), (96, 160)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.decode import decode_image
+from model.preprocess import decode_image
 from training import demo_data
 from training.dataset import split_by_post
 

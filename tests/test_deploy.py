@@ -79,31 +79,49 @@ def test_image_installs_runtime_dependencies_only_at_the_pinned_versions():
     for path in (ROOT / "server").rglob("*.py"):
         imported |= set(re.findall(r"^\s*(?:from|import) ([a-zA-Z_]\w*)", path.read_text(), re.M))
     optional = {"tensorflow", "keras"}  # only the savedmodel/keras engines: runtime-tensorflow target
-    distributions = {"grpc": "grpcio", "grpc_health": "grpcio-health-checking", "grpc_reflection":
-                     "grpcio-reflection", "google": "protobuf", "aiohttp": "aiohttp", "yarl": "aiohttp",
-                     "PIL": "pillow", "simplejpeg": "simplejpeg", "numpy": "numpy", "onnxruntime": "onnxruntime",
-                     "prometheus_client": "prometheus-client", "psycopg": "psycopg"}
-    local = {"server", "model", "moderation_api", "tfserving_api", "__future__"}
+    distributions = {
+        "grpc": "grpcio",
+        "grpc_health": "grpcio-health-checking",
+        "grpc_reflection": "grpcio-reflection",
+        "google": "protobuf",
+        "aiohttp": "aiohttp",
+        "yarl": "aiohttp",
+        "PIL": "pillow",
+        "simplejpeg": "simplejpeg",
+        "numpy": "numpy",
+        "onnxruntime": "onnxruntime",
+        "prometheus_client": "prometheus-client",
+        "psycopg": "psycopg",
+    }
+    local = {"server", "model", "moderation_api", "moderation_api.tfserving", "__future__"}
     third_party = {m for m in imported - local - optional if m not in sys.stdlib_module_names}
     missing = {m for m in third_party if distributions.get(m) not in runtime}
     assert not missing, f"server/ imports {missing}, which the image does not install"
 
 
 def test_healthcheck_script_reports_serving(tmp_path):
-    from tests.fake_model import publish_fake_version
+    from loadtest.fake_model import publish_fake_version
     from tests.harness import ServerThread, make_config
 
     repo = tmp_path / "models"
     publish_fake_version(repo)
     server = ServerThread(make_config(repo, tmp_path / "audit.sqlite3")).start()
     try:
-        ok = subprocess.run([sys.executable, str(DEPLOY / "healthcheck.py"), "--target", server.target],
-                            capture_output=True, text=True, timeout=30)
+        ok = subprocess.run(
+            [sys.executable, str(DEPLOY / "healthcheck.py"), "--target", server.target],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert ok.returncode == 0 and ok.stdout.strip() == "SERVING", ok.stderr
     finally:
         server.stop()
-    gone = subprocess.run([sys.executable, str(DEPLOY / "healthcheck.py"), "--target", server.target,
-                           "--timeout", "0.5"], capture_output=True, text=True, timeout=30)
+    gone = subprocess.run(
+        [sys.executable, str(DEPLOY / "healthcheck.py"), "--target", server.target, "--timeout", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert gone.returncode == 1
 
 
@@ -147,8 +165,9 @@ def test_compose_prometheus_config_discovers_every_replica(tmp_path):
     # As mounted in the container: the rules directory beside the config file.
     shutil.copy(DEPLOY / "compose" / "prometheus.yml", tmp_path / "prometheus.yml")
     shutil.copytree(DEPLOY / "prometheus" / "rules", tmp_path / "rules")
-    result = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -156,8 +175,12 @@ def test_compose_prometheus_config_discovers_every_replica(tmp_path):
 
 
 def envoy_validate(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([find_envoy(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [find_envoy(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_compose_envoy_config_is_generated_and_valid():
@@ -168,9 +191,14 @@ def test_compose_envoy_config_is_generated_and_valid():
 
 
 def test_local_cluster_envoy_config_is_valid(tmp_path):
-    config = envoy_config(host="127.0.0.1", lb_port=50050, admin_port=9901,
-                          backends=[("127.0.0.1", 50061), ("127.0.0.1", 50062)], health_interval_s=0.25,
-                          access_log=str(tmp_path / "failed.log"))
+    config = envoy_config(
+        host="127.0.0.1",
+        lb_port=50050,
+        admin_port=9901,
+        backends=[("127.0.0.1", 50061), ("127.0.0.1", 50062)],
+        health_interval_s=0.25,
+        access_log=str(tmp_path / "failed.log"),
+    )
     cluster = config["static_resources"]["clusters"][0]
     assert cluster["health_checks"][0]["grpc_health_check"]["service_name"] == "moderation.v1.Moderation"
     path = tmp_path / "envoy.json"
@@ -212,8 +240,15 @@ def test_rendered_manifests_pass_kubernetes_validate(rendered, overlay):
 def test_manifests_keep_the_replication_promises(rendered, overlay):
     docs = rendered[overlay]
     kinds = {d["kind"] for d in docs}
-    assert {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ConfigMap",
-            "PersistentVolumeClaim", "ServiceAccount"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "ServiceAccount",
+    } <= kinds
     deployment = one(docs, "Deployment", "moderation")
     spec = deployment["spec"]
     assert spec["replicas"] == (1 if overlay.endswith("dev") else 3)
@@ -243,8 +278,9 @@ def test_manifests_keep_the_replication_promises(rendered, overlay):
     assert container["envFrom"][0]["configMapRef"]["name"] in config_maps  # the generated (hashed) name
     services = [d for d in docs if d["kind"] == "Service"]
     assert {s["spec"].get("clusterIP") for s in services} >= {"None"}
-    assert any(s["spec"].get("type", "ClusterIP") == "ClusterIP" and s["spec"].get("clusterIP") != "None"
-               for s in services)
+    assert any(
+        s["spec"].get("type", "ClusterIP") == "ClusterIP" and s["spec"].get("clusterIP") != "None" for s in services
+    )
     labels = spec["selector"]["matchLabels"]
     for s in services:
         assert s["spec"]["selector"] == labels

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model.preprocess import decode_image
 from model.repository import latest_version_dir, load_metadata
 from moderation_api.v1 import moderation_pb2 as pb
 from moderation_api.v1 import moderation_pb2_grpc as pb_grpc
-from server.decode import decode_image
-from server.engines.onnx_engine import OnnxEngine
+from server.serving.engines.onnx_engine import OnnxEngine
 from tests.harness import ServerThread, make_config
 from training.demo_data import read_labels
 
@@ -54,8 +54,13 @@ def test_post_through_worker_processes_with_the_real_model(real_model, demo_imag
     repo, _ = real_model
     metadata = load_metadata(latest_version_dir(repo, "moderation"))
     audit = tmp_path / "audit.sqlite3"
-    config = make_config(repo, audit, allow=(image_host.allow_entry,), model={"runner": "process", "workers": 2},
-                         audit={"sample_rate": 0.5})
+    config = make_config(
+        repo,
+        audit,
+        allow=(image_host.allow_entry,),
+        model={"runner": "process", "workers": 2},
+        audit={"sample_rate": 0.5},
+    )
     images = []
     for i, (label, data) in enumerate(demo_images):
         if i % 2:
@@ -87,8 +92,9 @@ def test_post_through_worker_processes_with_the_real_model(real_model, demo_imag
 
 def test_savedmodel_engine_serves_the_same_scores_as_onnx(real_model, demo_images, tmp_path):
     repo, _ = real_model
-    request = pb.ClassifyRequest(post_id="p", images=[pb.ImageInput(id=str(i), content=data)
-                                                      for i, (_, data) in enumerate(demo_images)])
+    request = pb.ClassifyRequest(
+        post_id="p", images=[pb.ImageInput(id=str(i), content=data) for i, (_, data) in enumerate(demo_images)]
+    )
     scores = {}
     for engine in ("onnx", "savedmodel"):
         config = make_config(repo, tmp_path / f"{engine}.sqlite3", model={"engine": engine, "runner": "thread"})

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from server.errors import ImageError, ImageErrorCode
-from server.fetch import DestinationPolicy, FetchConfig, Fetcher, deny_reason
+from server.pipeline.fetch import DestinationPolicy, FetchConfig, Fetcher, deny_reason
 from tests.image_host import ImageHost, TrapListener, image_host_fixture, trap_fixture  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(20)
@@ -104,8 +104,7 @@ def test_named_allow_entry_admits_what_the_name_resolves_to(image_host: ImageHos
 # --- origin errors -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("status", "reason"),
-                         [(404, "Not Found"), (403, "Forbidden"), (503, "Service Unavailable")])
+@pytest.mark.parametrize(("status", "reason"), [(404, "Not Found"), (403, "Forbidden"), (503, "Service Unavailable")])
 def test_non_2xx_is_http_error(image_host: ImageHost, status: int, reason: str) -> None:
     url = image_host.url("/missing.jpg")
     if status != 404:
@@ -315,8 +314,9 @@ REFUSED_HOSTS = [
 
 
 @pytest.mark.parametrize(("host", "why"), REFUSED_HOSTS)
-def test_refused_destination_makes_no_connection(image_host: ImageHost, trap: TrapListener,
-                                                 host: str, why: str) -> None:
+def test_refused_destination_makes_no_connection(
+    image_host: ImageHost, trap: TrapListener, host: str, why: str
+) -> None:
     if host.startswith("[") and not trap.has_ipv6:
         pytest.skip("no IPv6 loopback to prove the absence of a connection on")
     err = fetch_error(trap.url(host), _config(image_host.allow_entry))
@@ -326,8 +326,9 @@ def test_refused_destination_makes_no_connection(image_host: ImageHost, trap: Tr
 
 
 @pytest.mark.parametrize("target", ["127.0.0.1", "localhost", "[::1]", "2130706433"])
-def test_redirect_to_refused_destination_makes_no_connection(image_host: ImageHost,
-                                                             trap: TrapListener, target: str) -> None:
+def test_redirect_to_refused_destination_makes_no_connection(
+    image_host: ImageHost, trap: TrapListener, target: str
+) -> None:
     url = image_host.add_redirect("/bounce", trap.url(target, "/cat.jpg"))
     err = fetch_error(url, _config(image_host.allow_entry))
     assert err.code is ImageErrorCode.DESTINATION_NOT_ALLOWED, err.message
@@ -345,18 +346,54 @@ def test_trap_records_connections_when_allowed(trap: TrapListener) -> None:
 # --- the classifier and the allow-list (pure functions: nothing here connects) ------------------------
 
 DENIED = [
-    "127.0.0.1", "127.255.0.7", "10.0.0.1", "172.16.0.1", "172.31.255.254", "192.168.1.1",
-    "169.254.169.254", "100.64.0.1", "100.127.255.254", "0.0.0.0", "0.1.2.3", "224.0.0.1",
-    "255.255.255.255", "240.0.0.1", "192.0.2.1", "198.18.0.1",
-    "::", "::1", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1", "fec0::1",
-    "::ffff:10.0.0.1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1", "::ffff:0:7f00:1",
-    "64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b:1::a00:1", "2002:7f00:1::", "2002:a9fe:a9fe::1",
-    "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:db8::1",
+    "127.0.0.1",
+    "127.255.0.7",
+    "10.0.0.1",
+    "172.16.0.1",
+    "172.31.255.254",
+    "192.168.1.1",
+    "169.254.169.254",
+    "100.64.0.1",
+    "100.127.255.254",
+    "0.0.0.0",
+    "0.1.2.3",
+    "224.0.0.1",
+    "255.255.255.255",
+    "240.0.0.1",
+    "192.0.2.1",
+    "198.18.0.1",
+    "::",
+    "::1",
+    "fe80::1",
+    "fc00::1",
+    "fd12:3456::1",
+    "ff02::1",
+    "fec0::1",
+    "::ffff:10.0.0.1",
+    "::ffff:127.0.0.1",
+    "::ffff:169.254.169.254",
+    "::127.0.0.1",
+    "::ffff:0:7f00:1",
+    "64:ff9b::7f00:1",
+    "64:ff9b::a00:1",
+    "64:ff9b:1::a00:1",
+    "2002:7f00:1::",
+    "2002:a9fe:a9fe::1",
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+    "2001:db8::1",
 ]
 
 # Public addresses, judged by the classifier only; no test ever connects to them.
-PUBLIC = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2001:4860:4860::8888", "2606:4700:4700::1111",
-          "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"]
+PUBLIC = [
+    "8.8.8.8",
+    "1.1.1.1",
+    "93.184.216.34",
+    "2001:4860:4860::8888",
+    "2606:4700:4700::1111",
+    "::ffff:8.8.8.8",
+    "64:ff9b::808:808",
+    "2002:808:808::1",
+]
 
 
 @pytest.mark.parametrize("address", DENIED)
@@ -403,20 +440,30 @@ def test_host_port_allow_entries() -> None:
     assert policy.refusal("images.internal", 443, private, resolved=True) is None
     assert policy.refusal("IMAGES.INTERNAL.", 443, private, resolved=True) is None
     assert policy.refusal("images.internal", 80, private, resolved=True) == (
-        "images.internal resolves to 10.0.0.5, a private address")
+        "images.internal resolves to 10.0.0.5, a private address"
+    )
     assert policy.refusal("other.internal", 443, private, resolved=True) is not None
 
 
-@pytest.mark.parametrize("entry", ["127.0.0.1", "images.internal", "10.0.0.0/33", "host:0", "host:http",
-                                   "[nothost]:80", ":80"])
+@pytest.mark.parametrize(
+    "entry", ["127.0.0.1", "images.internal", "10.0.0.0/33", "host:0", "host:http", "[nothost]:80", ":80"]
+)
 def test_malformed_allow_entries_are_rejected(entry: str) -> None:
     with pytest.raises(ValueError):
         DestinationPolicy([entry])
 
 
-@pytest.mark.parametrize(("host", "canonical"), [("2130706433", "127.0.0.1"), ("0x7f.1", "127.0.0.1"),
-                                                 ("017700000001", "127.0.0.1"), ("127.1", "127.0.0.1"),
-                                                 ("10.1", "10.0.0.1"), ("134744072", "8.8.8.8")])
+@pytest.mark.parametrize(
+    ("host", "canonical"),
+    [
+        ("2130706433", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("10.1", "10.0.0.1"),
+        ("134744072", "8.8.8.8"),
+    ],
+)
 def test_legacy_numeric_hosts_are_refused_outright(host: str, canonical: str) -> None:
     message = DestinationPolicy(["0.0.0.0/0"]).check_literal(host, 80)
     assert message is not None and canonical in message

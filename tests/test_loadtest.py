@@ -77,12 +77,22 @@ class FakeModeration(pb_grpc.ModerationServicer):
             for image in request.images:
                 status = fake_image_status(image.content)
                 bad = status != pb.IMAGE_OK
-                results.append(pb.ImageResult(
-                    id=image.id, status=pb.ImageStatus(code=status),
-                    scores={} if bad else {"ham": 0.9, "sexual": 0.05, "personal_info": 0.05},
-                    top_class="" if bad else "ham", decision=pb.DECISION_REVIEW if bad else pb.DECISION_PASS))
-            return pb.ClassifyResponse(results=results, post_decision=pb.DECISION_PASS, model_name="fake",
-                                       model_version="1", request_id=f"r{number}")
+                results.append(
+                    pb.ImageResult(
+                        id=image.id,
+                        status=pb.ImageStatus(code=status),
+                        scores={} if bad else {"ham": 0.9, "sexual": 0.05, "personal_info": 0.05},
+                        top_class="" if bad else "ham",
+                        decision=pb.DECISION_REVIEW if bad else pb.DECISION_PASS,
+                    )
+                )
+            return pb.ClassifyResponse(
+                results=results,
+                post_decision=pb.DECISION_PASS,
+                model_name="fake",
+                model_version="1",
+                request_id=f"r{number}",
+            )
         finally:
             self.in_flight -= 1
 
@@ -108,6 +118,7 @@ def simple_factory(images: int = 1, bad_every: int = 0):
             content = b"bad" if bad_every and j % bad_every == bad_every - 1 else b"\xff\xd8\xff fake jpeg"
             request.images.add(id=str(j), content=content)
         return request
+
     return factory
 
 
@@ -138,8 +149,18 @@ def test_percentiles_on_a_known_list():
 
 
 def test_summarize_excludes_warmup_and_counts_codes():
-    records = [RequestRecord(i, 0, start_s=i * 0.1, latency_s=0.01 * (i + 1), code="OK", images=2,
-                             image_statuses=("IMAGE_OK", "IMAGE_CORRUPT")) for i in range(20)]
+    records = [
+        RequestRecord(
+            i,
+            0,
+            start_s=i * 0.1,
+            latency_s=0.01 * (i + 1),
+            code="OK",
+            images=2,
+            image_statuses=("IMAGE_OK", "IMAGE_CORRUPT"),
+        )
+        for i in range(20)
+    ]
     records[15].code, records[15].image_statuses = "RESOURCE_EXHAUSTED", ()
     report = summarize(records, warmup_s=0.5, duration_s=1.5, send_stop_s=2.0, elapsed_s=2.2)
     assert report.warmup_requests == 5
@@ -161,8 +182,9 @@ def test_closed_loop_never_exceeds_concurrency_and_honours_max_requests():
     async def body():
         servicer = FakeModeration(delay_s=0.005)
         async with fake_server(servicer) as target:
-            report = await run_load(target, requests_factory=simple_factory(), concurrency=4, duration_s=30,
-                                    max_requests=120)
+            report = await run_load(
+                target, requests_factory=simple_factory(), concurrency=4, duration_s=30, max_requests=120
+            )
         return servicer, report
 
     servicer, report = run(body())
@@ -179,8 +201,9 @@ def test_duration_bound_and_warmup_exclusion():
     async def body():
         servicer = FakeModeration(delay_s=0.01)
         async with fake_server(servicer) as target:
-            return await run_load(target, requests_factory=simple_factory(), concurrency=2, duration_s=0.6,
-                                  warmup_s=0.3)
+            return await run_load(
+                target, requests_factory=simple_factory(), concurrency=2, duration_s=0.6, warmup_s=0.3
+            )
 
     report = run(body())
     assert max(r.start_s for r in report.records) <= 0.9 + 0.005
@@ -196,8 +219,13 @@ def test_errors_by_code_and_image_statuses_are_counted():
     async def body():
         servicer = FakeModeration(fail_every=4)
         async with fake_server(servicer) as target:
-            return await run_load(target, requests_factory=simple_factory(images=2, bad_every=2), concurrency=4,
-                                  duration_s=30, max_requests=100)
+            return await run_load(
+                target,
+                requests_factory=simple_factory(images=2, bad_every=2),
+                concurrency=4,
+                duration_s=30,
+                max_requests=100,
+            )
 
     report = run(body())
     assert report.requests == 100
@@ -221,8 +249,13 @@ def test_prepared_requests_arrive_as_built_and_are_counted_like_messages():
     async def body():
         servicer = Recording()
         async with fake_server(servicer) as target:
-            report = await run_load(target, requests_factory=prepared(simple_factory(images=2, bad_every=2), 5),
-                                    concurrency=3, duration_s=30, max_requests=20)
+            report = await run_load(
+                target,
+                requests_factory=prepared(simple_factory(images=2, bad_every=2), 5),
+                concurrency=3,
+                duration_s=30,
+                max_requests=20,
+            )
         return servicer, report
 
     servicer, report = run(body())
@@ -236,8 +269,14 @@ def test_channels_are_distinct_tcp_connections():
     async def body(channels: int) -> set[str]:
         servicer = FakeModeration(delay_s=0.002)
         async with fake_server(servicer) as target:
-            await run_load(target, requests_factory=simple_factory(), concurrency=16, channels=channels,
-                           duration_s=30, max_requests=64)
+            await run_load(
+                target,
+                requests_factory=simple_factory(),
+                concurrency=16,
+                channels=channels,
+                duration_s=30,
+                max_requests=64,
+            )
         return servicer.peers
 
     peers = run(body(8))
@@ -254,8 +293,9 @@ def test_open_loop_rate_is_close_to_target(arrivals):
     async def body():
         servicer = FakeModeration(delay_s=0.001)
         async with fake_server(servicer) as target:
-            return await run_load(target, requests_factory=simple_factory(), rate=200, arrivals=arrivals,
-                                  duration_s=1.5, warmup_s=0.0)
+            return await run_load(
+                target, requests_factory=simple_factory(), rate=200, arrivals=arrivals, duration_s=1.5, warmup_s=0.0
+            )
 
     report = run(body())
     expected = 200 * 1.5
@@ -274,8 +314,14 @@ def test_open_loop_cannot_run_away(rate):
     async def body():
         servicer = FakeModeration(delay_s=0.6)
         async with fake_server(servicer) as target:
-            return servicer, await run_load(target, requests_factory=simple_factory(), rate=rate,
-                                            arrivals="uniform", duration_s=0.4, max_outstanding=10)
+            return servicer, await run_load(
+                target,
+                requests_factory=simple_factory(),
+                rate=rate,
+                arrivals="uniform",
+                duration_s=0.4,
+                max_outstanding=10,
+            )
 
     servicer, report = run(body())
     assert report.max_outstanding == 10
@@ -290,8 +336,9 @@ def test_open_loop_follows_a_phased_rate():
 
     async def body():
         async with fake_server(FakeModeration()) as target:
-            return await run_load(target, requests_factory=simple_factory(), rate=rate, arrivals="uniform",
-                                  duration_s=1.0)
+            return await run_load(
+                target, requests_factory=simple_factory(), rate=rate, arrivals="uniform", duration_s=1.0
+            )
 
     report = run(body())
     low = sum(1 for r in report.records if r.start_s < 0.5)
@@ -306,8 +353,9 @@ def test_open_loop_follows_a_phased_rate():
 def test_find_saturation_steps_and_plot(tmp_path):
     async def body():
         async with fake_server(FakeModeration(delay_s=0.01)) as target:
-            return await find_saturation(target, requests_factory=simple_factory(), levels=(1, 2, 4),
-                                         step_duration_s=0.4, warmup_s=0.1)
+            return await find_saturation(
+                target, requests_factory=simple_factory(), levels=(1, 2, 4), step_duration_s=0.4, warmup_s=0.1
+            )
 
     result = run(body())
     assert [s.concurrency for s in result.steps] == [1, 2, 4]
@@ -325,8 +373,9 @@ def test_find_saturation_steps_and_plot(tmp_path):
 def test_report_json_and_png(tmp_path):
     async def body():
         async with fake_server(FakeModeration(delay_s=0.003, fail_every=10)) as target:
-            return await run_load(target, requests_factory=simple_factory(), concurrency=4, duration_s=1.2,
-                                  warmup_s=0.2)
+            return await run_load(
+                target, requests_factory=simple_factory(), concurrency=4, duration_s=1.2, warmup_s=0.2
+            )
 
     report = run(body())
     png = report.write_plot(tmp_path / "out" / "run.png")
@@ -421,8 +470,15 @@ def test_image_picks_have_exact_shares(small_images):
 def test_bad_images_scenario_against_fake_server(small_images):
     async def body():
         async with fake_server(FakeModeration()) as target:
-            options = ScenarioOptions(scenario="bad-images", target=target, duration_s=0.5, warmup_s=0.1,
-                                      concurrency=4, images_per_request=4, bad_share=0.25)
+            options = ScenarioOptions(
+                scenario="bad-images",
+                target=target,
+                duration_s=0.5,
+                warmup_s=0.1,
+                concurrency=4,
+                images_per_request=4,
+                bad_share=0.25,
+            )
             return await run_scenario(options, small_images)
 
     report = run(body())
@@ -442,10 +498,32 @@ def test_cli_writes_json_and_png(small_images, tmp_path):
     async def body():
         async with fake_server(FakeModeration(delay_s=0.002)) as target:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "loadtest", "--target", target, "--scenario", "steady", "--duration", "0.6",
-                "--warmup", "0.1", "--concurrency", "2", "--images-dir", str(small_images.root),
-                "--image-counts", "3,1,2", "--out", str(tmp_path), "--name", "smoke", "--quiet",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[1])
+                sys.executable,
+                "-m",
+                "loadtest",
+                "--target",
+                target,
+                "--scenario",
+                "steady",
+                "--duration",
+                "0.6",
+                "--warmup",
+                "0.1",
+                "--concurrency",
+                "2",
+                "--images-dir",
+                str(small_images.root),
+                "--image-counts",
+                "3,1,2",
+                "--out",
+                str(tmp_path),
+                "--name",
+                "smoke",
+                "--quiet",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=Path(__file__).parents[1],
+            )
             out, err = await asyncio.wait_for(process.communicate(), 60)
             return process.returncode, out.decode(), err.decode()
 

@@ -22,8 +22,8 @@ from model import repository
 from model.export import export_version
 from model.network import build_model
 from model.onnx_export import parity, run_onnx, save_onnx
+from model.preprocess import decode_image
 from model.repository import ModelMetadata, latest_version_dir, list_versions, load_metadata, publish_version
-from server.decode import decode_image
 
 CLASSES = ["ham", "sexual", "personal_info"]
 SIZE = 64
@@ -243,9 +243,7 @@ def test_parity_detects_a_wrong_weight(model, tmp_path):
 
 def test_second_export_becomes_version_two(model, exported):
     root = exported.parent.parent
-    second = export_version(
-        model, dataclasses.replace(metadata(), training={"epochs": 1}), root, "moderation"
-    )
+    second = export_version(model, dataclasses.replace(metadata(), training={"epochs": 1}), root, "moderation")
     assert second.name == "2" and list_versions(root, "moderation")[-2:] == [1, 2]
     assert latest_version_dir(root, "moderation") == second
 
@@ -275,8 +273,6 @@ def test_smoke_training_cli_publishes_a_loadable_version(tmp_path):
     assert set(meta.evaluation["per_class"]) == set(CLASSES)
     assert meta.score_baseline["histograms"].keys() == set(CLASSES)
 
-    again = subprocess.run(
-        [*command, "--if-missing"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
-    )
+    again = subprocess.run([*command, "--if-missing"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert list_versions(tmp_path / "models", "moderation") == [1]

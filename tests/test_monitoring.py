@@ -50,8 +50,12 @@ def exported_series() -> set[str]:
     """Every series name the server's registry can produce."""
     names = set()
     for family in Metrics().registry.collect():
-        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",),
-                    "summary": ("_sum", "_count", "")}[family.type]
+        suffixes = {
+            "counter": ("_total",),
+            "histogram": ("_bucket", "_sum", "_count"),
+            "gauge": ("",),
+            "summary": ("_sum", "_count", ""),
+        }[family.type]
         names.update(family.name + s for s in suffixes)
     return names
 
@@ -96,7 +100,7 @@ def rule_exprs(text: str) -> list[str]:
             out.append(rest)
             continue
         block = []
-        for following in lines[i + 1:]:
+        for following in lines[i + 1 :]:
             if following.strip() and len(following) - len(following.lstrip()) <= indent:
                 break
             block.append(following)
@@ -116,8 +120,12 @@ def test_rules_name_only_series_that_exist():
 
 
 def test_dashboard_is_generated_valid_and_names_only_real_series():
-    done = subprocess.run(["python", str(ROOT / "deploy" / "grafana" / "dashboard.py"), "--check"],
-                          capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        ["python", str(ROOT / "deploy" / "grafana" / "dashboard.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] and dashboard["title"] and dashboard["schemaVersion"] >= 36
@@ -145,9 +153,17 @@ def test_dashboard_is_generated_valid_and_names_only_real_series():
             assert named <= known, f"{panel['title']}: {t['expr']!r} names {sorted(named - known)}"
     # What the issue asks the dashboard to show.
     used = set().union(*(series_in(e) for e in exprs))
-    for series in ("moderation_calls_total", "moderation_stage_seconds_bucket", "moderation_batch_size_bucket",
-                   "moderation_images_total", "moderation_audit_queued", "moderation_audit_backlog",
-                   "moderation:drift_miss_rate_lower:max", "moderation:drift_psi:max", "moderation_model_info"):
+    for series in (
+        "moderation_calls_total",
+        "moderation_stage_seconds_bucket",
+        "moderation_batch_size_bucket",
+        "moderation_images_total",
+        "moderation_audit_queued",
+        "moderation_audit_backlog",
+        "moderation:drift_miss_rate_lower:max",
+        "moderation:drift_psi:max",
+        "moderation_model_info",
+    ):
         assert series in used, series
     # Panels do not overlap.
     cells = set()
@@ -175,8 +191,12 @@ def prometheus_query(base: str, expr: str) -> list[dict]:
 
 def test_prometheus_scrapes_a_running_server_end_to_end(model_repo, tmp_path):
     prometheus = tool("prometheus")
-    config = make_config(model_repo, tmp_path / "audit.sqlite3", server={"metrics_port": 0},
-                         audit={"sample_rate": 1.0, "drift_interval_s": 0.3, "drift_min_records": 1})
+    config = make_config(
+        model_repo,
+        tmp_path / "audit.sqlite3",
+        server={"metrics_port": 0},
+        audit={"sample_rate": 1.0, "drift_interval_s": 0.3, "drift_min_records": 1},
+    )
     running = ServerThread(config).start()
     process = None
     log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 (closed in finally, after the process)
@@ -193,25 +213,45 @@ scrape_configs:
       - targets: ["127.0.0.1:{running.service.metrics_port}"]
 """)
         process = subprocess.Popen(
-            [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=log)
+            [
+                prometheus,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
         base = f"http://127.0.0.1:{port}"
 
         # Traffic: passes (all sampled), blocks, a failure; then a verdict on a sampled PASS.
         with running.channel() as channel:
             stub = running.stub(channel)
             for i in range(6):
-                stub.Classify(pb.ClassifyRequest(post_id=f"p{i}", images=[
-                    pb.ImageInput(id="ok", content=encode((0, 200, i), fmt="PNG")),
-                    pb.ImageInput(id="bad", content=encode((255, i, 0), fmt="PNG")),
-                    pb.ImageInput(id="broken", content=b"not an image")]), timeout=10)
+                stub.Classify(
+                    pb.ClassifyRequest(
+                        post_id=f"p{i}",
+                        images=[
+                            pb.ImageInput(id="ok", content=encode((0, 200, i), fmt="PNG")),
+                            pb.ImageInput(id="bad", content=encode((255, i, 0), fmt="PNG")),
+                            pb.ImageInput(id="broken", content=b"not an image"),
+                        ],
+                    ),
+                    timeout=10,
+                )
             running.service.audit.flush()
             audit = apb_grpc.AuditStub(channel)
-            item = audit.NextForReview(apb.NextForReviewRequest(
-                reviewer_id="op", filter=apb.ReviewFilter(reasons=[apb.AUDIT_REASON_SAMPLED]), limit=1)).items[0]
-            audit.SubmitVerdicts(apb.SubmitVerdictsRequest(operator_id="op", verdicts=[
-                apb.Verdict(record_id=item.record_id, label="sexual")]))
+            item = audit.NextForReview(
+                apb.NextForReviewRequest(
+                    reviewer_id="op", filter=apb.ReviewFilter(reasons=[apb.AUDIT_REASON_SAMPLED]), limit=1
+                )
+            ).items[0]
+            audit.SubmitVerdicts(
+                apb.SubmitVerdictsRequest(
+                    operator_id="op", verdicts=[apb.Verdict(record_id=item.record_id, label="sexual")]
+                )
+            )
 
         wanted = {
             'moderation_calls_total{method="/moderation.v1.Moderation/Classify",code="OK"}': 6,

@@ -35,8 +35,9 @@ class FakeV2(oi.services().GRPCInferenceServiceServicer):
         classes = CLASSES - 1 if self.short_every and self.calls % self.short_every == 0 else CLASSES
         scores = np.full((1, classes), 1 / classes, dtype="<f4")
         output = pb2.ModelInferResponse.InferOutputTensor(name="scores", datatype="FP32", shape=[1, classes])
-        return pb2.ModelInferResponse(model_name=request.model_name, id=request.id, outputs=[output],
-                                      raw_output_contents=[scores.tobytes()])
+        return pb2.ModelInferResponse(
+            model_name=request.model_name, id=request.id, outputs=[output], raw_output_contents=[scores.tobytes()]
+        )
 
 
 def test_model_infer_over_grpc_through_the_generator():
@@ -47,9 +48,15 @@ def test_model_infer_over_grpc_through_the_generator():
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         try:
-            report = await run_load(f"127.0.0.1:{port}", requests_factory=oi.grpc_requests(PHOTOS, "m"),
-                                    method=oi.grpc_method(CLASSES), concurrency=4, channels=2, max_requests=40,
-                                    duration_s=10)
+            report = await run_load(
+                f"127.0.0.1:{port}",
+                requests_factory=oi.grpc_requests(PHOTOS, "m"),
+                method=oi.grpc_method(CLASSES),
+                concurrency=4,
+                channels=2,
+                max_requests=40,
+                duration_s=10,
+            )
         finally:
             await server.stop(0)
         return servicer, report
@@ -76,9 +83,12 @@ def test_model_infer_over_rest_through_the_generator():
         tensor = (await request.json())["inputs"][0]
         assert tensor["datatype"] == "BYTES" and tensor["shape"] == [1]
         assert base64.b64decode(tensor["data"][0]) in PHOTOS
-        return web.Response(body=json.dumps({"outputs": [{"name": "scores", "shape": [1, CLASSES], "datatype": "FP32",
-                                                          "data": [0.5, 0.25, 0.25]}]}),
-                            content_type="application/json")
+        return web.Response(
+            body=json.dumps(
+                {"outputs": [{"name": "scores", "shape": [1, CLASSES], "datatype": "FP32", "data": [0.5, 0.25, 0.25]}]}
+            ),
+            content_type="application/json",
+        )
 
     async def body():
         app = web.Application()
@@ -90,9 +100,16 @@ def test_model_infer_over_rest_through_the_generator():
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
         try:
-            return await run_load(f"127.0.0.1:{port}", requests_factory=oi.rest_requests(PHOTOS),
-                                  method=oi.rest_method("m", CLASSES), channel_factory=oi.http_channels,
-                                  concurrency=4, channels=2, max_requests=40, duration_s=10)
+            return await run_load(
+                f"127.0.0.1:{port}",
+                requests_factory=oi.rest_requests(PHOTOS),
+                method=oi.rest_method("m", CLASSES),
+                channel_factory=oi.http_channels,
+                concurrency=4,
+                channels=2,
+                max_requests=40,
+                duration_s=10,
+            )
         finally:
             await runner.cleanup()
 

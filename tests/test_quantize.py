@@ -1,4 +1,4 @@
-"""Opt-in int8 (model/quantize.py): the quantised file and its recorded evaluation, and the
+"""Opt-in int8 (training/quantize.py): the quantised file and its recorded evaluation, and the
 onnx_int8 engine, which serves it only when that evaluation accepted it."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import grpc
 import numpy as np
 import pytest
 
-from model import quantize
+from model.preprocess import decode_image
 from model.repository import INT8_FILE, METADATA_FILE, latest_version_dir, load_metadata, update_metadata
 from moderation_api.v1 import moderation_pb2 as pb
 from moderation_api.v1 import moderation_pb2_grpc as pb_grpc
 from server.config import ModelConfig
-from server.decode import decode_image
-from server.engines import open_engine
-from server.engines.onnx_engine import OnnxEngine
+from server.serving.engines import open_engine
+from server.serving.engines.onnx_engine import OnnxEngine
 from tests.harness import ServerThread, make_config
+from training import quantize
 from training.demo_data import read_labels
 
 pytestmark = pytest.mark.timeout(600)
@@ -42,8 +42,19 @@ def quantized(real_model, tmp_path_factory):
     # Rewriting the metadata must keep what newer code added, not only the fields this code knows.
     before["added_by_newer_code"] = {"kept": True}
     (version / METADATA_FILE).write_text(json.dumps(before))
-    code = quantize.main([str(version), "--calibration-images", "16", "--auc-margin", "1.0",
-                          "--demo-data", str(labels.parent), "--speed-seconds", "0.2"])
+    code = quantize.main(
+        [
+            str(version),
+            "--calibration-images",
+            "16",
+            "--auc-margin",
+            "1.0",
+            "--demo-data",
+            str(labels.parent),
+            "--speed-seconds",
+            "0.2",
+        ]
+    )
     assert code == 0
     return root, version, before
 
@@ -99,8 +110,9 @@ def test_a_refused_int8_model_is_recorded_as_refused_and_not_served(real_model, 
         shutil.copy(latest_version_dir(repo, "moderation") / name, version / name)
     # Whether the smoke model's int8 copy loses AUC is chance; the evaluation's verdict is not.
     monkeypatch.setattr(quantize, "judge", lambda *_: (0.02, ["ham: AUC 0.9 -> 0.88, a drop of 0.02 > margin 0.005"]))
-    code = quantize.main([str(version), "--calibration-images", "8", "--demo-data", str(labels.parent),
-                          "--speed-seconds", "0"])
+    code = quantize.main(
+        [str(version), "--calibration-images", "8", "--demo-data", str(labels.parent), "--speed-seconds", "0"]
+    )
     assert code == quantize.EXIT_REFUSED
     entry = load_metadata(version).engines["onnx_int8"]
     assert entry["accepted"] is False and entry["reasons"] and entry["max_auc_drop"] == 0.02
@@ -137,12 +149,14 @@ def test_int8_engine_refuses_unless_accepted_within_the_configured_margin(quanti
         "NaN drop": _with_entry(meta, max_auc_drop=float("nan")),
         "another file": _with_entry(meta, sha256="0" * 64),
         "no file": _with_entry(meta, file="missing.onnx"),
-        "never quantized": dataclasses.replace(meta, engines={k: v for k, v in meta.engines.items()
-                                                              if k != "onnx_int8"}),
+        "never quantized": dataclasses.replace(
+            meta, engines={k: v for k, v in meta.engines.items() if k != "onnx_int8"}
+        ),
     }
     accepted = _with_entry(meta, max_auc_drop=0.0)
     refused["float32 failed parity"] = dataclasses.replace(
-        accepted, engines={**accepted.engines, "onnx": {**meta.engines["onnx"], "max_abs_diff": 0.5}})
+        accepted, engines={**accepted.engines, "onnx": {**meta.engines["onnx"], "max_abs_diff": 0.5}}
+    )
     for why, bad in refused.items():
         with pytest.raises(ValueError, match="onnx_int8 refused"):
             open_engine(bad, version, config, threads=1)
@@ -168,14 +182,22 @@ def test_auto_takes_int8_only_when_opted_in_and_accepted(quantized):
 
 def test_server_with_engine_onnx_int8_serves_or_refuses_per_the_metadata(quantized, images, tmp_path):
     root, _, _ = quantized
-    request = pb.ClassifyRequest(post_id="p", images=[
-        pb.ImageInput(id=str(i), content=data) for i, data in enumerate(_png(images[:4]))])
+    request = pb.ClassifyRequest(
+        post_id="p", images=[pb.ImageInput(id=str(i), content=data) for i, data in enumerate(_png(images[:4]))]
+    )
     scores = {}
     for engine in ("onnx", "onnx_int8"):
-        config = make_config(root, tmp_path / f"{engine}.sqlite3",
-                             model={"engine": engine, "int8_auc_margin": 1.0, "workers": 1,
-                                    # A worker process: the new config fields cross into it.
-                                    "runner": "process" if engine == "onnx_int8" else "thread"})
+        config = make_config(
+            root,
+            tmp_path / f"{engine}.sqlite3",
+            model={
+                "engine": engine,
+                "int8_auc_margin": 1.0,
+                "workers": 1,
+                # A worker process: the new config fields cross into it.
+                "runner": "process" if engine == "onnx_int8" else "thread",
+            },
+        )
         running = ServerThread(config).start()
         try:
             assert running.service.models.current.engine_name == engine
@@ -189,10 +211,15 @@ def test_server_with_engine_onnx_int8_serves_or_refuses_per_the_metadata(quantiz
     # Refused by its evaluation: the server does not serve that version with int8.
     refused_root = tmp_path / "refused"
     shutil.copytree(root, refused_root)
-    update_metadata(refused_root / "moderation" / "1",
-                    lambda data: data["engines"]["onnx_int8"].update(accepted=False, reasons=["test"]))
-    config = make_config(refused_root, tmp_path / "refused.sqlite3",
-                         model={"engine": "onnx_int8", "int8_auc_margin": 1.0, "poll_interval_s": 0.0})
+    update_metadata(
+        refused_root / "moderation" / "1",
+        lambda data: data["engines"]["onnx_int8"].update(accepted=False, reasons=["test"]),
+    )
+    config = make_config(
+        refused_root,
+        tmp_path / "refused.sqlite3",
+        model={"engine": "onnx_int8", "int8_auc_margin": 1.0, "poll_interval_s": 0.0},
+    )
     running = ServerThread(config).start()
     try:
         assert running.service.models.current is None
@@ -213,8 +240,7 @@ def _png(images: np.ndarray) -> list[bytes]:
     return out
 
 
-def test_a_version_without_an_evaluation_set_is_evaluated_on_generated_demo_images(real_model, monkeypatch,
-                                                                                  tmp_path):
+def test_a_version_without_an_evaluation_set_is_evaluated_on_generated_demo_images(real_model, monkeypatch, tmp_path):
     repo, _ = real_model
     meta = dataclasses.replace(load_metadata(latest_version_dir(repo, "moderation")), training={})
     monkeypatch.setattr(quantize, "FALLBACK_PER_CLASS", 6)

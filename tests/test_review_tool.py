@@ -29,9 +29,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from moderation_api.v1 import moderation_pb2 as pb
+from review.app import ReviewApp
 from server.audit.records import AuditReason, AuditRecord
 from server.config import Config
-from server.review.app import ReviewApp
 from tests.audit_support import PG_BASE_URL, pg_schema, with_schema
 from tests.harness import ServerThread, make_config
 
@@ -41,6 +41,7 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 # -- the scene ---------------------------------------------------------------------------------
+
 
 def poster(seed: int, base: tuple[int, int, int], size: tuple[int, int] = (480, 360), quality: int = 92) -> bytes:
     """A JPEG with a layout of shapes fixed by `seed`: the same seed at another size or quality
@@ -104,8 +105,12 @@ def scene(model_repo, tmp_path, image_host):
     """A server that records flagged images and every confident ham PASS, fed with: a campaign
     (one poster reposted in three posts at other sizes and qualities), a post of two different
     images, a post whose ids are HTML, a sampled pass and an image sent inline."""
-    config = make_config(model_repo, tmp_path / "audit.sqlite3", allow=(image_host.allow_entry,),
-                         audit={"sample_rate": 0.0, "class_sample_rates": "ham=1.0", "drift_interval_s": 0})
+    config = make_config(
+        model_repo,
+        tmp_path / "audit.sqlite3",
+        allow=(image_host.allow_entry,),
+        audit={"sample_rate": 0.0, "class_sample_rates": "ham=1.0", "drift_interval_s": 0},
+    )
     server = ServerThread(config).start()
     url = image_host.url
     image_host.add("/campaign-a.jpg", poster(1, RED))
@@ -116,12 +121,21 @@ def scene(model_repo, tmp_path, image_host):
     image_host.add("/mixed-2.jpg", poster(4, BLUE))
     image_host.add("/odd.jpg", poster(5, RED))
     image_host.add("/park.jpg", poster(6, GREEN))
-    classify(server, "post-1", [pb.ImageInput(id="campaign-a", url=url("/campaign-a.jpg")),
-                                pb.ImageInput(id="id-card", url=url("/id-card.jpg"))])
+    classify(
+        server,
+        "post-1",
+        [
+            pb.ImageInput(id="campaign-a", url=url("/campaign-a.jpg")),
+            pb.ImageInput(id="id-card", url=url("/id-card.jpg")),
+        ],
+    )
     classify(server, "post-2", [pb.ImageInput(id="campaign-b", url=url("/campaign-b.jpg"))])
     classify(server, "post-3", [pb.ImageInput(id="campaign-c", url=url("/campaign-c.jpg?utm=<b>x</b>"))])
-    classify(server, "post-4", [pb.ImageInput(id="mixed-1", url=url("/mixed-1.jpg")),
-                                pb.ImageInput(id="mixed-2", url=url("/mixed-2.jpg"))])
+    classify(
+        server,
+        "post-4",
+        [pb.ImageInput(id="mixed-1", url=url("/mixed-1.jpg")), pb.ImageInput(id="mixed-2", url=url("/mixed-2.jpg"))],
+    )
     classify(server, XSS_POST, [pb.ImageInput(id=XSS_IMAGE, url=url("/odd.jpg"))])
     classify(server, "post-6", [pb.ImageInput(id="park", url=url("/park.jpg"))])
     classify(server, "post-7", [pb.ImageInput(id="inline", content=poster(7, RED))])
@@ -138,14 +152,19 @@ def records_of(server, post_id: str) -> dict:
 
 # -- an operator over HTTP ---------------------------------------------------------------------
 
+
 class Operator:
     """A logged-in session, as a browser would hold it (cookie + CSRF token)."""
 
     def __init__(self, base: str, operator: str, token: str = TOKEN):
         self.base = base
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-        status, _, page = self.request("POST", "/login", urllib.parse.urlencode(
-            {"operator": operator, "token": token}).encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+        status, _, page = self.request(
+            "POST",
+            "/login",
+            urllib.parse.urlencode({"operator": operator, "token": token}).encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
         self.page = page.decode()
         match = re.search(r'name="csrf-token" content="([^"]+)"', self.page)
         self.csrf = match.group(1) if match else ""
@@ -160,10 +179,14 @@ class Operator:
             return exc.code, exc.headers, exc.read()
 
     def api(self, method: str, path: str, payload=None, csrf: bool = True, headers: dict | None = None):
-        all_headers = {"Content-Type": "application/json", **({"X-CSRF-Token": self.csrf} if csrf else {}),
-                       **(headers or {})}
-        status, _, body = self.request(method, path, None if payload is None else json.dumps(payload).encode(),
-                                       all_headers)
+        all_headers = {
+            "Content-Type": "application/json",
+            **({"X-CSRF-Token": self.csrf} if csrf else {}),
+            **(headers or {}),
+        }
+        status, _, body = self.request(
+            method, path, None if payload is None else json.dumps(payload).encode(), all_headers
+        )
         try:
             return status, json.loads(body)
         except json.JSONDecodeError:
@@ -203,8 +226,12 @@ def test_login_csrf_and_headers(review):
     first = queue["items"][0]["record_id"]
     # A POST without the CSRF token, or from another origin, changes nothing.
     assert alice.api("POST", "/api/verdicts", {"record_ids": [first], "label": "ham"}, csrf=False)[0] == 403
-    assert alice.api("POST", "/api/verdicts", {"record_ids": [first], "label": "ham"},
-                     headers={"Origin": "http://evil.test"})[0] == 403
+    assert (
+        alice.api(
+            "POST", "/api/verdicts", {"record_ids": [first], "label": "ham"}, headers={"Origin": "http://evil.test"}
+        )[0]
+        == 403
+    )
     assert scene_verdict(review, first) is None
     # A record that is not in this operator's hands cannot be judged through the tool.
     assert alice.api("POST", "/api/verdicts", {"record_ids": ["not-mine"], "label": "ham"})[0] == 409
@@ -229,18 +256,51 @@ def test_images_are_fetched_by_the_tool_safely_and_re_encoded(scene, review, ima
     html = image_host.add("/page.jpg", b"<!doctype html><script>alert(1)</script>", content_type="image/jpeg")
     changed = image_host.add("/changed.jpg", poster(9, RED))
     extra = [  # records as an attacker could have left them: URLs that must not be followed now
-        AuditRecord(request_id="r", post_id="evil", image_id="trap", url=trap.url("127.0.0.1", "/x.jpg"),
-                    content_sha256="0" * 64, scores={"ham": 0.1, "sexual": 0.8, "personal_info": 0.1},
-                    top_class="sexual", decision="REVIEW", reason=AuditReason.FLAGGED, model_name="moderation",
-                    model_version="1", created_at=now - 3600, record_id="evil-trap"),
-        AuditRecord(request_id="r", post_id="evil", image_id="html", url=html, content_sha256="1" * 64,
-                    scores={"ham": 0.1, "sexual": 0.8, "personal_info": 0.1}, top_class="sexual", decision="REVIEW",
-                    reason=AuditReason.FLAGGED, model_name="moderation", model_version="1", created_at=now - 3600,
-                    record_id="evil-html"),
-        AuditRecord(request_id="r", post_id="evil", image_id="changed", url=changed, content_sha256="2" * 64,
-                    scores={"ham": 0.1, "sexual": 0.8, "personal_info": 0.1}, top_class="sexual", decision="REVIEW",
-                    reason=AuditReason.FLAGGED, model_name="moderation", model_version="1", created_at=now - 3600,
-                    record_id="evil-changed"),
+        AuditRecord(
+            request_id="r",
+            post_id="evil",
+            image_id="trap",
+            url=trap.url("127.0.0.1", "/x.jpg"),
+            content_sha256="0" * 64,
+            scores={"ham": 0.1, "sexual": 0.8, "personal_info": 0.1},
+            top_class="sexual",
+            decision="REVIEW",
+            reason=AuditReason.FLAGGED,
+            model_name="moderation",
+            model_version="1",
+            created_at=now - 3600,
+            record_id="evil-trap",
+        ),
+        AuditRecord(
+            request_id="r",
+            post_id="evil",
+            image_id="html",
+            url=html,
+            content_sha256="1" * 64,
+            scores={"ham": 0.1, "sexual": 0.8, "personal_info": 0.1},
+            top_class="sexual",
+            decision="REVIEW",
+            reason=AuditReason.FLAGGED,
+            model_name="moderation",
+            model_version="1",
+            created_at=now - 3600,
+            record_id="evil-html",
+        ),
+        AuditRecord(
+            request_id="r",
+            post_id="evil",
+            image_id="changed",
+            url=changed,
+            content_sha256="2" * 64,
+            scores={"ham": 0.1, "sexual": 0.8, "personal_info": 0.1},
+            top_class="sexual",
+            decision="REVIEW",
+            reason=AuditReason.FLAGGED,
+            model_name="moderation",
+            model_version="1",
+            created_at=now - 3600,
+            record_id="evil-changed",
+        ),
     ]
     store.write(extra)
     alice = Operator(review.base, "alice")
@@ -250,8 +310,13 @@ def test_images_are_fetched_by_the_tool_safely_and_re_encoded(scene, review, ima
     assert items["evil-trap"]["image"]["ok"] is False
     assert "DESTINATION_NOT_ALLOWED" in items["evil-trap"]["image"]["error"]
     assert trap.accepted() == []
-    assert items["evil-html"]["image"] == {"ok": False, "changed": True, "width": 0, "height": 0,
-                                           "error": items["evil-html"]["image"]["error"]}
+    assert items["evil-html"]["image"] == {
+        "ok": False,
+        "changed": True,
+        "width": 0,
+        "height": 0,
+        "error": items["evil-html"]["image"]["error"],
+    }
     assert "not an allowed image format" in items["evil-html"]["image"]["error"]
     assert items["evil-changed"]["image"]["ok"] and items["evil-changed"]["image"]["changed"]
     inline = next(i for i in queue["items"] if i["image_id"] == "inline")
@@ -312,6 +377,7 @@ def test_filters_progress_and_bad_input(scene, review):
 
 # -- two operators at once -----------------------------------------------------------------------
 
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def busy_server(request, model_repo, tmp_path, image_host):
     """A server whose store holds 60 flagged records in 30 two-image posts, on either store."""
@@ -320,16 +386,35 @@ def busy_server(request, model_repo, tmp_path, image_host):
         audit_url = with_schema(PG_BASE_URL, schema_cm.__enter__())
     else:
         schema_cm, audit_url = None, f"sqlite:///{tmp_path / 'audit.sqlite3'}"
-    config = make_config(model_repo, tmp_path / "unused.sqlite3", allow=(image_host.allow_entry,),
-                         audit={"url": audit_url, "drift_interval_s": 0})
+    config = make_config(
+        model_repo,
+        tmp_path / "unused.sqlite3",
+        allow=(image_host.allow_entry,),
+        audit={"url": audit_url, "drift_interval_s": 0},
+    )
     server = ServerThread(config).start()
     image_host.add("/x.jpg", poster(11, RED))
     now = time.time()
-    server.service.audit_loop.store.write([
-        AuditRecord(request_id=f"r{i // 2}", post_id=f"p{i // 2}", image_id=f"i{i % 2}", url=image_host.url("/x.jpg"),
-                    content_sha256="", scores={"ham": 0.1, "sexual": 0.8, "personal_info": 0.1}, top_class="sexual",
-                    decision="REVIEW", reason=AuditReason.FLAGGED, model_name="moderation", model_version="1",
-                    created_at=now - 100 + i // 2, record_id=f"rec-{i:03d}") for i in range(60)])
+    server.service.audit_loop.store.write(
+        [
+            AuditRecord(
+                request_id=f"r{i // 2}",
+                post_id=f"p{i // 2}",
+                image_id=f"i{i % 2}",
+                url=image_host.url("/x.jpg"),
+                content_sha256="",
+                scores={"ham": 0.1, "sexual": 0.8, "personal_info": 0.1},
+                top_class="sexual",
+                decision="REVIEW",
+                reason=AuditReason.FLAGGED,
+                model_name="moderation",
+                model_version="1",
+                created_at=now - 100 + i // 2,
+                record_id=f"rec-{i:03d}",
+            )
+            for i in range(60)
+        ]
+    )
     server.config = config
     yield server
     server.stop()
@@ -368,8 +453,9 @@ def test_two_operators_at_once_never_get_the_same_record(busy_server):
                         judged[name].append(record_id)
 
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            for future in [pool.submit(work, op, op_name) for op, op_name in zip(operators, ("alice", "bob"),
-                                                                                   strict=True)]:
+            for future in [
+                pool.submit(work, op, op_name) for op, op_name in zip(operators, ("alice", "bob"), strict=True)
+            ]:
                 future.result(timeout=60)
         assert overlaps == []
         assert len(judged["alice"]) + len(judged["bob"]) == 60
@@ -386,6 +472,7 @@ def test_two_operators_at_once_never_get_the_same_record(busy_server):
 
 # -- the browser -----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def browser():
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
@@ -396,10 +483,20 @@ def browser():
     profile = tempfile.mkdtemp(prefix="review-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1280,800",
-                 "--force-device-scale-factor=1"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,800",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(30)
@@ -420,8 +517,10 @@ def wait_for(driver, predicate, timeout: float = 15.0, what: str = ""):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "review-failure.png"))
         page = driver.find_element("tag name", "body").text
-        raise AssertionError(f"waiting for {what}: page says {page[:1500]!r}; console {driver.get_log('browser')}; "
-                             f"screenshot in {ARTIFACTS / 'review-failure.png'}") from None
+        raise AssertionError(
+            f"waiting for {what}: page says {page[:1500]!r}; console {driver.get_log('browser')}; "
+            f"screenshot in {ARTIFACTS / 'review-failure.png'}"
+        ) from None
 
 
 def current_text(driver) -> str:
@@ -430,7 +529,8 @@ def current_text(driver) -> str:
 
 def images_loaded(driver) -> bool:
     return driver.execute_script(
-        "return [...document.images].every(i => i.complete && (i.naturalWidth > 0 || !i.src));")
+        "return [...document.images].every(i => i.complete && (i.naturalWidth > 0 || !i.src));"
+    )
 
 
 def press(driver, keys: str) -> None:
@@ -441,8 +541,10 @@ def press(driver, keys: str) -> None:
 
 def screenshot(driver, name: str, width: int, height: int, mobile: bool) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile},
+    )
     time.sleep(0.3)
     wait_for(driver, images_loaded, what="images to load")
     path = ARTIFACTS / name
@@ -473,8 +575,10 @@ def test_browser_reviews_the_queue_with_the_keyboard(scene, review, browser):
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     wait_for(driver, lambda d: d.find_element("id", "done").text == "0", what="progress")
 
-    campaign = [records_of(scene, p)[i] for p, i in (("post-1", "campaign-a"), ("post-2", "campaign-b"),
-                                                      ("post-3", "campaign-c"))]
+    campaign = [
+        records_of(scene, p)[i]
+        for p, i in (("post-1", "campaign-a"), ("post-2", "campaign-b"), ("post-3", "campaign-c"))
+    ]
     # s: the whole near-duplicate group is judged sexual, one verdict per record.
     press(driver, "s")
     wait_for(driver, lambda d: "id-card" in current_text(d), what="the next image")
@@ -521,8 +625,11 @@ def test_browser_reviews_the_queue_with_the_keyboard(scene, review, browser):
     assert skipped.verdict_label is None and skipped.lease_owner is None
     assert records_of(scene, "post-6")["park"].verdict_label == "ham"
     assert records_of(scene, "post-7")["inline"].verdict_label == "sexual"
-    wait_for(driver, lambda d: d.find_element("id", "done").text == "8" and d.find_element("id", "left").text == "1",
-             what="final progress")
+    wait_for(
+        driver,
+        lambda d: d.find_element("id", "done").text == "8" and d.find_element("id", "left").text == "1",
+        what="final progress",
+    )
     judged = list(scene.store.judged())
     assert len(judged) == 8 and {r.verdict_operator for r in judged} == {"alice"}
     # No script error and no Content-Security-Policy violation on the way.

@@ -17,19 +17,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from loadtest.fake_model import publish_fake_version
+from model.preprocess import DecodeConfig
 from model.repository import latest_version_dir
 from moderation_api.v1 import moderation_pb2 as pb
 from server.config import ModelConfig
-from server.decode import DecodeConfig
-from server.runners import PIPE_BYTES, ProcessRunner, RunnerSpec, ThreadRunner
+from server.serving.runners import PIPE_BYTES, ProcessRunner, RunnerSpec, ThreadRunner
 from tests.conftest import encode
-from tests.fake_model import publish_fake_version
 from tests.harness import ServerThread, make_config
 
 
 def spec(model_repo, workers: int) -> RunnerSpec:
-    return RunnerSpec(str(latest_version_dir(model_repo, "moderation")), ModelConfig(workers=workers),
-                      DecodeConfig(), warmup_batch=4)
+    return RunnerSpec(
+        str(latest_version_dir(model_repo, "moderation")), ModelConfig(workers=workers), DecodeConfig(), warmup_batch=4
+    )
 
 
 def one_pipelined_worker(model_repo) -> ProcessRunner:
@@ -137,8 +138,12 @@ def test_batches_are_pipelined_and_answered_in_order(model_repo):
 
 @pytest.mark.timeout(120)
 def test_a_single_channel_uses_every_worker(model_repo, tmp_path):
-    config = make_config(model_repo, tmp_path / "audit.sqlite3", model={"runner": "process", "workers": 2},
-                         batch={"max_batch_size": 4, "max_queue_delay_ms": 1})
+    config = make_config(
+        model_repo,
+        tmp_path / "audit.sqlite3",
+        model={"runner": "process", "workers": 2},
+        batch={"max_batch_size": 4, "max_queue_delay_ms": 1},
+    )
     running = ServerThread(config).start()
     try:
         request = pb.ClassifyRequest(post_id="p", images=[pb.ImageInput(id="a", content=encode((0, 200, 0)))])

@@ -11,12 +11,12 @@ import grpc
 import numpy as np
 import pytest
 
+from loadtest.fake_model import expected_scores
+from moderation_api.tfserving import predict_pb2, predict_pb2_grpc
 from moderation_api.v1 import moderation_pb2 as pb
-from server.tensors import from_numpy
+from server.api.tensors import from_numpy
 from tests.conftest import encode
-from tests.fake_model import expected_scores
 from tests.harness import ServerThread, make_config
-from tfserving_api import predict_pb2, predict_pb2_grpc
 
 
 @pytest.fixture
@@ -35,8 +35,19 @@ def test_real_tensorflow_serving_client_gets_the_scores(server, tmp_path):
     colours = [(255, 0, 0), (0, 200, 0), (0, 0, 255)]
     images = np.stack([flat(c) for c in colours])
     np.save(tmp_path / "images.npy", images)
-    out = subprocess.run([sys.executable, "-m", "tests.tfserving_client_probe", server.target,
-                          str(tmp_path / "images.npy"), "moderation"], capture_output=True, text=True, timeout=110)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.tfserving_client_probe",
+            server.target,
+            str(tmp_path / "images.npy"),
+            "moderation",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     answer = json.loads(out.stdout.strip().splitlines()[-1])
     assert answer["shape"] == [3, 3] and answer["version"] == 1
@@ -69,14 +80,22 @@ def test_predict_resizes_other_sizes_and_refuses_wrong_requests(server):
 
 
 def test_remote_tfserving_engine_against_our_predict_api(server, model_repo, tmp_path):
-    config = make_config(model_repo, tmp_path / "audit2.sqlite3",
-                         model={"engine": "tfserving", "tfserving_target": server.target})
+    config = make_config(
+        model_repo, tmp_path / "audit2.sqlite3", model={"engine": "tfserving", "tfserving_target": server.target}
+    )
     front = ServerThread(config).start()
     try:
         with grpc.insecure_channel(front.target) as channel:
-            response = front.stub(channel).Classify(pb.ClassifyRequest(post_id="p", images=[
-                pb.ImageInput(id="r", content=encode((255, 0, 0), fmt="PNG")),
-                pb.ImageInput(id="g", content=encode((0, 200, 0), fmt="PNG"))]), timeout=10)
+            response = front.stub(channel).Classify(
+                pb.ClassifyRequest(
+                    post_id="p",
+                    images=[
+                        pb.ImageInput(id="r", content=encode((255, 0, 0), fmt="PNG")),
+                        pb.ImageInput(id="g", content=encode((0, 200, 0), fmt="PNG")),
+                    ],
+                ),
+                timeout=10,
+            )
         assert front.service.models.current.engine_name == "tfserving"
     finally:
         front.stop()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.decode import decode_image
+from model.preprocess import decode_image
 from server.errors import AuditStoreUnavailable
 from tests.audit_support import audit_store_fixture  # noqa: F401
 from tests.image_host import ImageHost
@@ -32,8 +32,15 @@ def noisy_rows(image_dir):
         # Post p1 flagged sexual as a whole; a and b were judged one by one, c never was.
         {"post_id": "p1", "image_id": "a", "image": "a.png", "label": "sexual", "label_level": "post"},
         {"post_id": "p1", "image_id": "b", "image": "b.png", "label": "sexual", "label_level": "post"},
-        {"post_id": "p1", "image_id": "c", "image": "c.png", "label": "sexual", "label_level": "post",
-         "operator": "bob", "time": "2026-01-02T03:04:05Z"},
+        {
+            "post_id": "p1",
+            "image_id": "c",
+            "image": "c.png",
+            "label": "sexual",
+            "label_level": "post",
+            "operator": "bob",
+            "time": "2026-01-02T03:04:05Z",
+        },
         {"post_id": "p1", "image_id": "a", "image": "a.png", "label": "sexual", "label_level": "image"},
         {"post_id": "p1", "image_id": "b", "image": "b.png", "label": "ham", "label_level": "image"},
         # Post p2 judged benign as a whole: d takes it, e has its own verdict.
@@ -53,12 +60,21 @@ def noisy_rows(image_dir):
 
 def check_cleaned(cleaned, image_dir):
     assert [(k.post_id, k.image_id, k.label) for k in cleaned.kept] == [
-        ("p1", "a", "sexual"), ("p1", "b", "ham"), ("p2", "d", "ham"), ("p2", "e", "personal_info"),
-        ("p3", "f", "sexual")]
+        ("p1", "a", "sexual"),
+        ("p1", "b", "ham"),
+        ("p2", "d", "ham"),
+        ("p2", "e", "personal_info"),
+        ("p3", "f", "sexual"),
+    ]
     assert {k.image for k in cleaned.kept} == {str(image_dir / f"{n}.png") for n in "abdef"}
     assert cleaned.report()["removed"] == {
-        "malformed": 2, "unknown_label": 1, "superseded_verdict": 1, "post_label_superseded": 3,
-        "post_label_without_image_verdict": 1, "no_image_bytes": 1}
+        "malformed": 2,
+        "unknown_label": 1,
+        "superseded_verdict": 1,
+        "post_label_superseded": 3,
+        "post_label_without_image_verdict": 1,
+        "no_image_bytes": 1,
+    }
     assert cleaned.post_benign_applied == 1 and cleaned.conflicting_verdicts == 1
     assert cleaned.report()["input_rows"] == 14 and cleaned.report()["kept"] == 5
     ((relabel, reason),) = cleaned.relabel
@@ -88,11 +104,27 @@ def test_noise_rules_on_a_hand_built_export(tmp_path, fmt):
 
 
 def test_hand_off_reader_in_training_dataset(tmp_path):
-    path = write_jsonl(tmp_path / "v.jsonl", [{"post_id": "post-42", "image_id": "cat", "image": "http://h/c.png",
-                                               "label": "sexual", "label_level": "image", "operator": "alice"}])
+    path = write_jsonl(
+        tmp_path / "v.jsonl",
+        [
+            {
+                "post_id": "post-42",
+                "image_id": "cat",
+                "image": "http://h/c.png",
+                "label": "sexual",
+                "label_level": "image",
+                "operator": "alice",
+            }
+        ],
+    )
     (label,) = read_verdict_export(path)
     assert (label.post_id, label.image_id, label.image, label.label, label.operator) == (
-        "post-42", "cat", "http://h/c.png", "sexual", "alice")
+        "post-42",
+        "cat",
+        "http://h/c.png",
+        "sexual",
+        "alice",
+    )
 
 
 def test_split_keeps_posts_and_duplicate_groups_on_one_side_and_is_seeded():
@@ -162,8 +194,9 @@ def build_sources(tmp_path, host):
         (tmp_path / f"copy-{label}.jpg").write_bytes(copy)
         rows.append({"post_id": f"repost-{label}", "image_id": "copy", "image": f"copy-{label}.jpg", "label": label})
     rows.append({"post_id": "broken", "image_id": "x", "image": host.url("/missing.png"), "label": "ham"})
-    rows.append({"post_id": "flagged", "image_id": "y", "image": "whatever.png", "label": "sexual",
-                 "label_level": "post"})
+    rows.append(
+        {"post_id": "flagged", "image_id": "y", "image": "whatever.png", "label": "sexual", "label_level": "post"}
+    )
     return write_jsonl(tmp_path / "export.jsonl", rows)
 
 
@@ -176,8 +209,9 @@ def test_dataset_build_shards_manifest_duplicates_and_frozen_eval(tmp_path):
     dataset = tmp_path / "dataset"
     with ImageHost() as host:
         export = build_sources(tmp_path, host)
-        manifest = dataset_builder.build_dataset(dataset, [dataset_builder.Source("export", str(export))], cfg,
-                                                 log=lambda _: None)
+        manifest = dataset_builder.build_dataset(
+            dataset, [dataset_builder.Source("export", str(export))], cfg, log=lambda _: None
+        )
         assert host.hits("/missing.png") == 1
 
     assert manifest["cleaning"]["images_skipped"] == {"unreadable_image": 1}
@@ -190,7 +224,8 @@ def test_dataset_build_shards_manifest_duplicates_and_frozen_eval(tmp_path):
     assert manifest["labels_sha256"] == hashlib.sha256((dataset / "labels.jsonl").read_bytes()).hexdigest()
     with open(dataset / "relabel.csv") as f:
         assert [(r["post_id"], r["image_id"], r["post_label"]) for r in csv.DictReader(f)] == [
-            ("flagged", "y", "sexual")]
+            ("flagged", "y", "sexual")
+        ]
 
     examples = {split: read_split(dataset, manifest, split) for split in dataset_builder.SPLITS}
     for split, found in examples.items():
@@ -218,13 +253,17 @@ def test_dataset_build_shards_manifest_duplicates_and_frozen_eval(tmp_path):
     eval_bytes = {s["file"]: (dataset / s["file"]).read_bytes() for s in manifest["shards"]["eval"]}
     eval_post = examples["eval"][0].post_id
     (tmp_path / "late.png").write_bytes(encode(pattern_image(999)))
-    late = write_jsonl(tmp_path / "late.jsonl", [{"post_id": eval_post, "image_id": "late", "image": "late.png",
-                                                 "label": "ham"}])
+    late = write_jsonl(
+        tmp_path / "late.jsonl", [{"post_id": eval_post, "image_id": "late", "image": "late.png", "label": "ham"}]
+    )
     with ImageHost() as host:
         export = build_sources(tmp_path, host)
-        rebuilt = dataset_builder.build_dataset(dataset, [dataset_builder.Source("export", str(export)),
-                                                          dataset_builder.Source("export", str(late))], cfg,
-                                                log=lambda _: None)
+        rebuilt = dataset_builder.build_dataset(
+            dataset,
+            [dataset_builder.Source("export", str(export)), dataset_builder.Source("export", str(late))],
+            cfg,
+            log=lambda _: None,
+        )
     assert rebuilt["split"]["eval_split_id"] == manifest["split"]["eval_split_id"]
     assert rebuilt["split"]["frozen"] and rebuilt["split"]["held_back_touching_eval"] == 1
     assert {s["file"]: (dataset / s["file"]).read_bytes() for s in rebuilt["shards"]["eval"]} == eval_bytes
@@ -234,25 +273,34 @@ def test_dataset_build_shards_manifest_duplicates_and_frozen_eval(tmp_path):
 
     with ImageHost() as host:
         export = build_sources(tmp_path, host)
-        fresh = dataset_builder.build_dataset(dataset, [dataset_builder.Source("export", str(export))],
-                                              cfg.with_overrides(["data.seed=3"]), refreeze=True, log=lambda _: None)
+        fresh = dataset_builder.build_dataset(
+            dataset,
+            [dataset_builder.Source("export", str(export))],
+            cfg.with_overrides(["data.seed=3"]),
+            refreeze=True,
+            log=lambda _: None,
+        )
     assert fresh["split"]["eval_split_id"] != manifest["split"]["eval_split_id"]
 
 
 def test_labels_from_sqlite_and_postgresql_audit_stores(audit_store, tmp_path):
     data = [class_image("ham", 1), class_image("sexual", 2), class_image("personal_info", 3)]
-    records = [audit_record("post-1", "a", "http://127.0.0.1:9/a.png", data[0]),
-               audit_record("post-1", "b", "", data[1]),  # inline: no URL
-               audit_record("post-2", "c", "http://127.0.0.1:9/c.png", data[2]),
-               audit_record("post-3", "d", "http://127.0.0.1:9/d.png", data[0])]
+    records = [
+        audit_record("post-1", "a", "http://127.0.0.1:9/a.png", data[0]),
+        audit_record("post-1", "b", "", data[1]),  # inline: no URL
+        audit_record("post-2", "c", "http://127.0.0.1:9/c.png", data[2]),
+        audit_record("post-3", "d", "http://127.0.0.1:9/d.png", data[0]),
+    ]
     audit_store.write(records)
     judge(audit_store, records[:3], ["ham", "sexual", "personal_info"])  # d stays unjudged
     url = audit_store.url if hasattr(audit_store, "url") else f"sqlite:///{audit_store.path}"
     # One transaction, one verdict time: the store's order among them is by record id.
     labels = sorted(audit_log.read_store(url), key=lambda x: x.image_id)
     assert [(x.post_id, x.image_id, x.label, x.label_level, x.operator) for x in labels] == [
-        ("post-1", "a", "ham", "image", "alice"), ("post-1", "b", "sexual", "image", "alice"),
-        ("post-2", "c", "personal_info", "image", "alice")]
+        ("post-1", "a", "ham", "image", "alice"),
+        ("post-1", "b", "sexual", "image", "alice"),
+        ("post-2", "c", "personal_info", "image", "alice"),
+    ]
     assert labels[1].content_sha256 == hashlib.sha256(data[1]).hexdigest()
     cleaned = audit_log.clean(labels, CLASSES, "ham")
     assert [x.image_id for x in cleaned.kept] == ["a", "c"] and cleaned.removed["no_image_bytes"] == 1

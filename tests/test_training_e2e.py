@@ -35,10 +35,16 @@ def publish_constant_model(models: Path) -> Path:
     cfg = Config.smoke()
     model = build_float32_model(cfg)
     model.set_weights([np.zeros_like(w) for w in model.get_weights()])
-    metadata = ModelMetadata(name="moderation", version=0, class_names=CLASSES, input_size=cfg.data.input_size,
-                             head="softmax", benign_class="ham",
-                             thresholds={c: {"review": 0.5, "block": 0.9} for c in CLASSES[1:]},
-                             created_at="2026-01-01T00:00:00Z")
+    metadata = ModelMetadata(
+        name="moderation",
+        version=0,
+        class_names=CLASSES,
+        input_size=cfg.data.input_size,
+        head="softmax",
+        benign_class="ham",
+        thresholds={c: {"review": 0.5, "block": 0.9} for c in CLASSES[1:]},
+        created_at="2026-01-01T00:00:00Z",
+    )
     return export_version(model, metadata, models, "moderation")
 
 
@@ -69,10 +75,32 @@ def test_audit_sqlite_to_published_version_served_then_promotion_rules(tmp_path)
     with ImageHost() as host:
         fill_audit_store(audit_url, host)
         out = subprocess.run(
-            [sys.executable, "-m", "training", "run", "--smoke", "--audit-url", audit_url, "--dataset", str(dataset),
-             "--run", str(run), "--models", str(models), "--name", "moderation",
-             "--set", f"promote.log_path={promotions}", "--set", "train.epochs=4"],
-            cwd=REPO, capture_output=True, text=True, timeout=240)
+            [
+                sys.executable,
+                "-m",
+                "training",
+                "run",
+                "--smoke",
+                "--audit-url",
+                audit_url,
+                "--dataset",
+                str(dataset),
+                "--run",
+                str(run),
+                "--models",
+                str(models),
+                "--name",
+                "moderation",
+                "--set",
+                f"promote.log_path={promotions}",
+                "--set",
+                "train.epochs=4",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
 
         assert list_versions(models, "moderation") == [1, 2]
@@ -81,8 +109,10 @@ def test_audit_sqlite_to_published_version_served_then_promotion_rules(tmp_path)
         assert meta.training["dataset"]["cleaning"]["removed"]["no_image_bytes"] == 1
         assert meta.training["promotion"]["accept"] and meta.training["promotion"]["against_version"] == 1
         assert set(meta.thresholds) == {"sexual", "personal_info"}
-        assert meta.evaluation["eval_split_id"] == json.loads((dataset / "manifest.json").read_text())[
-            "split"]["eval_split_id"]
+        assert (
+            meta.evaluation["eval_split_id"]
+            == json.loads((dataset / "manifest.json").read_text())["split"]["eval_split_id"]
+        )
         assert set(meta.score_baseline["histograms"]) == set(CLASSES)
         for c in CLASSES:
             assert meta.evaluation["per_class"][c]["auc"] > 0.6
@@ -96,9 +126,16 @@ def test_audit_sqlite_to_published_version_served_then_promotion_rules(tmp_path)
         running = ServerThread(config).start()
         try:
             with running.channel() as channel:
-                response = running.stub(channel).Classify(pb.ClassifyRequest(post_id="p", images=[
-                    pb.ImageInput(id="a", url=host.url("/sexual/3.png")),
-                    pb.ImageInput(id="b", content=class_image("ham", 2))]), timeout=30)
+                response = running.stub(channel).Classify(
+                    pb.ClassifyRequest(
+                        post_id="p",
+                        images=[
+                            pb.ImageInput(id="a", url=host.url("/sexual/3.png")),
+                            pb.ImageInput(id="b", content=class_image("ham", 2)),
+                        ],
+                    ),
+                    timeout=30,
+                )
         finally:
             running.stop()
         assert response.model_version == "2"
@@ -109,8 +146,15 @@ def test_audit_sqlite_to_published_version_served_then_promotion_rules(tmp_path)
     from training.retrain import evaluate_versions
 
     cfg = Config.smoke().with_overrides([f"promote.log_path={promotions}"])
-    results = evaluate_versions(dataset, models, "moderation", cfg, tmp_path / "reports",
-                                version_dir(models, "moderation", 1), log=lambda _: None)
+    results = evaluate_versions(
+        dataset,
+        models,
+        "moderation",
+        cfg,
+        tmp_path / "reports",
+        version_dir(models, "moderation", 1),
+        log=lambda _: None,
+    )
     assert results["serving"]["version"] == 2 and not results["candidate"]["decision"]["accept"]
     assert (tmp_path / "reports" / "moderation-v2" / "report.html").is_file()
     assert (tmp_path / "reports" / "candidate-1" / "plots" / "pr.png").is_file()
@@ -134,6 +178,9 @@ def test_audit_sqlite_to_published_version_served_then_promotion_rules(tmp_path)
     assert published is not None and published.name == "3" and list_versions(models, "moderation") == [1, 2, 3]
     lines = [json.loads(x) for x in promotions.read_text().splitlines()]
     assert [(x["decision"], x["forced"], x["published_version"]) for x in lines] == [
-        ("accept", False, 2), ("refuse", False, None), ("refuse", True, 3)]
+        ("accept", False, 2),
+        ("refuse", False, None),
+        ("refuse", True, 3),
+    ]
     assert load_metadata(published).training["promotion"]["forced"] is True
     assert dataclasses.asdict(worse.state)["global_step"] == 0

@@ -32,14 +32,17 @@ def up(x: float) -> float:
 
 def test_thresholds_at_target_fpr_are_exact():
     scores, labels = known_scores()
-    cfg = Config().with_overrides(['eval.class_target_fpr={"personal_info": 0.1}', "eval.review_range=[0.0, 1.0]",
-                                   "eval.block_range=[0.0, 1.0]"])
+    cfg = Config().with_overrides(
+        ['eval.class_target_fpr={"personal_info": 0.1}', "eval.review_range=[0.0, 1.0]", "eval.block_range=[0.0, 1.0]"]
+    )
     result = evaluate.evaluate_scores(scores, labels, cfg)
     # sexual: 20 negatives 0.01..0.20; 5% of 20 = 1 may score above the threshold: just over 0.19.
     # personal_info at 10%: negatives 0.02..0.20 and 0.21..0.30, two may pass: just over 0.28.
     # block at 0.5%: none may: just over the highest negative.
-    assert result["thresholds"] == {"sexual": {"review": up(0.19), "block": up(0.20)},
-                                    "personal_info": {"review": up(0.28), "block": up(0.30)}}
+    assert result["thresholds"] == {
+        "sexual": {"review": up(0.19), "block": up(0.20)},
+        "personal_info": {"review": up(0.28), "block": up(0.30)},
+    }
     sexual = result["per_class"]["sexual"]["thresholds"]
     assert (sexual["review_recall"], sexual["review_fpr"], sexual["target_fpr"]) == (1.0, 0.05, 0.05)
     personal = result["per_class"]["personal_info"]["thresholds"]
@@ -48,8 +51,10 @@ def test_thresholds_at_target_fpr_are_exact():
 
     clamped = evaluate.evaluate_scores(scores, labels, Config())
     # The default clamps: review at least 0.2, block at least 0.5.
-    assert clamped["thresholds"] == {"sexual": {"review": 0.2, "block": 0.5},
-                                     "personal_info": {"review": up(0.29), "block": 0.5}}
+    assert clamped["thresholds"] == {
+        "sexual": {"review": 0.2, "block": 0.5},
+        "personal_info": {"review": up(0.29), "block": 0.5},
+    }
 
 
 def test_workload_figure_on_known_badness():
@@ -99,8 +104,10 @@ def test_drift_baseline_is_what_the_server_reads():
     # Reweighted to 90% benign: the ham rows carry 90% of the mass.
     assert baseline["production_benign_share"] == 0.9
     ham_top = baseline["class_mix"]["ham"]
-    assert ham_top == pytest.approx(0.9 * float((scores[labels == 0].argmax(1) == 0).mean())
-                                    + 0.1 * float((scores[labels != 0].argmax(1) == 0).mean()))
+    assert ham_top == pytest.approx(
+        0.9 * float((scores[labels == 0].argmax(1) == 0).mean())
+        + 0.1 * float((scores[labels != 0].argmax(1) == 0).mean())
+    )
 
 
 def evaluation(aucs: dict[str, float], pass_share: float) -> dict:
@@ -114,8 +121,9 @@ def test_promotion_refuses_worse_and_accepts_better():
     assert promote.compare(evaluation({"ham": 0.9, "sexual": 0.896, "personal_info": 0.9}, 0.5), serving, cfg).accept
     worse_auc = promote.compare(evaluation({"ham": 0.95, "sexual": 0.894, "personal_info": 0.95}, 0.7), serving, cfg)
     assert not worse_auc.accept and "sexual AUC drops" in worse_auc.reasons[0]
-    worse_workload = promote.compare(evaluation({"ham": 0.95, "sexual": 0.95, "personal_info": 0.95}, 0.49),
-                                     serving, cfg)
+    worse_workload = promote.compare(
+        evaluation({"ham": 0.95, "sexual": 0.95, "personal_info": 0.95}, 0.49), serving, cfg
+    )
     assert not worse_workload.accept and "workload" in worse_workload.reasons[0]
     assert worse_workload.comparison["workload"]["delta"] == pytest.approx(-0.01)
     assert promote.compare(evaluation({"ham": 0.5}, 0.0), None, cfg).accept
@@ -135,10 +143,22 @@ def test_config_variants_overrides_and_files(tmp_path):
     smoke, default = Config.smoke(), Config.default()
     assert smoke.variant == "smoke" and smoke.train.epochs < default.train.epochs
     assert smoke.data.input_size < default.data.input_size
-    cfg = default.with_overrides(["train.epochs=2", "train.head=sigmoid", "augment.flip=false",
-                                  'eval.class_target_fpr={"sexual": 0.01}', "promote.log_path=x.jsonl"])
+    cfg = default.with_overrides(
+        [
+            "train.epochs=2",
+            "train.head=sigmoid",
+            "augment.flip=false",
+            'eval.class_target_fpr={"sexual": 0.01}',
+            "promote.log_path=x.jsonl",
+        ]
+    )
     assert (cfg.train.epochs, cfg.train.head, cfg.augment.flip, cfg.target_fpr("sexual"), cfg.target_fpr("ham")) == (
-        2, "sigmoid", False, 0.01, 0.05)
+        2,
+        "sigmoid",
+        False,
+        0.01,
+        0.05,
+    )
     path = tmp_path / "c.json"
     path.write_text(cfg.to_json())
     assert Config.load(path) == cfg
@@ -153,9 +173,12 @@ def test_config_variants_overrides_and_files(tmp_path):
 def test_report_files(tmp_path):
     scores, labels = known_scores()
     result = evaluate.evaluate_scores(scores, labels, Config())
-    comparison = {"auc": {c: {"serving": 0.5, "candidate": 0.9, "delta": 0.4} for c in CLASSES},
-                  "workload": {"serving": 0.1, "candidate": 0.2, "delta": 0.1}, "note": "same images",
-                  "decision": {"accept": True, "reasons": ["better"]}}
+    comparison = {
+        "auc": {c: {"serving": 0.5, "candidate": 0.9, "delta": 0.4} for c in CLASSES},
+        "workload": {"serving": 0.1, "candidate": 0.2, "delta": 0.1},
+        "note": "same images",
+        "decision": {"accept": True, "reasons": ["better"]},
+    }
     path = report.write_report(tmp_path / "r", result, "Evaluation", {"name": "m", "version": 3}, comparison)
     text = path.read_text()
     assert "| class | images | ROC AUC |" in text and "Decision: **publish**" in text

@@ -29,20 +29,36 @@ def dataset(tmp_path_factory) -> Path:
     for label in CLASSES:
         for i in range(32):
             (root / f"{label}-{i}.png").write_bytes(class_image(label, i))
-            rows.append({"post_id": f"{label}-{i // 2}", "image_id": str(i), "image": f"{label}-{i}.png",
-                         "label": label})
+            rows.append(
+                {"post_id": f"{label}-{i // 2}", "image_id": str(i), "image": f"{label}-{i}.png", "label": label}
+            )
     export = write_jsonl(root / "export.jsonl", rows)
     out = root / "dataset"
-    dataset_builder.build_dataset(out, [dataset_builder.Source("export", str(export))], Config.smoke(),
-                                  log=lambda _: None)
+    dataset_builder.build_dataset(
+        out, [dataset_builder.Source("export", str(export))], Config.smoke(), log=lambda _: None
+    )
     return out
 
 
 def test_kill_9_mid_run_then_the_same_command_resumes_from_the_checkpoint(dataset, tmp_path):
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "training", "train", "--smoke", "--dataset", str(dataset), "--run", str(run),
-               "--set", "train.epochs=6", "--set", "train.checkpoint_every_steps=3",
-               "--set", "train.early_stopping_patience=100"]
+    command = [
+        sys.executable,
+        "-m",
+        "training",
+        "train",
+        "--smoke",
+        "--dataset",
+        str(dataset),
+        "--run",
+        str(run),
+        "--set",
+        "train.epochs=6",
+        "--set",
+        "train.checkpoint_every_steps=3",
+        "--set",
+        "train.early_stopping_patience=100",
+    ]
     manifest = dataset_builder.load_manifest(dataset)
     steps_per_epoch = -(-dataset_builder.split_size(manifest, "train") // Config.smoke().train.batch_size)
     total = 6 * steps_per_epoch
@@ -52,8 +68,11 @@ def test_kill_9_mid_run_then_the_same_command_resumes_from_the_checkpoint(datase
     try:
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline and first.poll() is None:
-            steps = [int(p.name.removeprefix("ckpt-")) for p in (run / "checkpoints").glob("ckpt-*")] \
-                if (run / "checkpoints").is_dir() else []
+            steps = (
+                [int(p.name.removeprefix("ckpt-")) for p in (run / "checkpoints").glob("ckpt-*")]
+                if (run / "checkpoints").is_dir()
+                else []
+            )
             if steps and max(steps) >= 2 * steps_per_epoch:
                 break
             time.sleep(0.02)
@@ -113,8 +132,9 @@ def test_an_epoch_is_the_same_however_often_it_starts_and_skip_resumes_it(datase
     assert not np.array_equal(other[0][0], one[0][0])  # a new order and new augmentations
     # Balanced sampling: an epoch of the same length, every class drawn about equally often; the
     # sigmoid head gets one-hot targets.
-    sampled = pipeline.train_dataset(files, counts, cfg.with_overrides(["train.balance=sampling",
-                                                                         "train.head=sigmoid"]), 0)
+    sampled = pipeline.train_dataset(
+        files, counts, cfg.with_overrides(["train.balance=sampling", "train.head=sigmoid"]), 0
+    )
     targets = np.concatenate([y.numpy() for _, y, _ in sampled])
     assert targets.shape == (sum(counts), len(CLASSES)) and set(np.unique(targets)) == {0.0, 1.0}
     assert np.all(targets.sum(axis=0) > sum(counts) / len(CLASSES) / 2)

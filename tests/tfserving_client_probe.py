@@ -19,14 +19,22 @@ def main(target: str, images_path: str, model: str) -> None:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
     request.model_spec.signature_name = "serving_default"
-    request.inputs["images"].CopyFrom(tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, tensor_shape=shape,
-                                                             tensor_content=images.tobytes()))
+    request.inputs["images"].CopyFrom(
+        tensor_pb2.TensorProto(dtype=types_pb2.DT_UINT8, tensor_shape=shape, tensor_content=images.tobytes())
+    )
     with grpc.insecure_channel(target) as channel:
         response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
     scores = response.outputs["scores"]
     values = np.frombuffer(scores.tensor_content, dtype=np.float32) if scores.tensor_content else scores.float_val
-    print(json.dumps({"shape": [d.size for d in scores.tensor_shape.dim], "scores": [float(v) for v in values],
-                      "version": response.model_spec.version.value}))
+    print(
+        json.dumps(
+            {
+                "shape": [d.size for d in scores.tensor_shape.dim],
+                "scores": [float(v) for v in values],
+                "version": response.model_spec.version.value,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

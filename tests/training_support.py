@@ -51,15 +51,25 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def audit_record(post_id: str, image_id: str, url: str, data: bytes, model_version: str = "1") -> AuditRecord:
-    return AuditRecord(request_id=f"req-{post_id}", post_id=post_id, image_id=image_id, url=url,
-                       content_sha256=hashlib.sha256(data).hexdigest(),
-                       scores={c: 1 / 3 for c in CLASSES}, top_class="ham", decision="REVIEW",
-                       reason=AuditReason.FLAGGED, model_name="moderation", model_version=model_version,
-                       created_at=time.time())
+    return AuditRecord(
+        request_id=f"req-{post_id}",
+        post_id=post_id,
+        image_id=image_id,
+        url=url,
+        content_sha256=hashlib.sha256(data).hexdigest(),
+        scores={c: 1 / 3 for c in CLASSES},
+        top_class="ham",
+        decision="REVIEW",
+        reason=AuditReason.FLAGGED,
+        model_name="moderation",
+        model_version=model_version,
+        created_at=time.time(),
+    )
 
 
 def judge(store, records: list[AuditRecord], labels: list[str], operator: str = "alice") -> None:
-    verdicts = [Verdict(label=label, operator=operator, record_id=r.record_id) for r, label in
-                zip(records, labels, strict=True)]
+    verdicts = [
+        Verdict(label=label, operator=operator, record_id=r.record_id) for r, label in zip(records, labels, strict=True)
+    ]
     results = store.submit_verdicts(verdicts)
     assert all(r.outcome.value == "applied" for r in results), results

@@ -135,8 +135,9 @@ def cmd_benchmark(args: argparse.Namespace, cfg: Config, log) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -150,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--audit-url-if-exists", action="append", help="the same, skipped if the SQLite file is absent")
         p.add_argument("--export", action="append", help="verdict export file (.jsonl or .csv)")
         p.add_argument("--demo-per-class", type=int, default=0, help="add N generated demo images per class")
-        p.add_argument("--demo-seed", type=int, default=1,
-                       help="demo generator seed (1: other images than `make model`'s seed 0)")
+        p.add_argument(
+            "--demo-seed", type=int, default=1, help="demo generator seed (1: other images than `make model`'s seed 0)"
+        )
         p.add_argument("--demo-dir", help="where the demo images go (default data/demo/seed<S>-n<N>)")
         p.add_argument("--demo-labels", action="append", help="an existing demo labels.csv")
         p.add_argument("--refreeze", action="store_true", help="draw a new evaluation split")

@@ -39,8 +39,14 @@ LABEL_LEVELS = ("image", "post")
 REQUIRED_COLUMNS = ("post_id", "image_id", "label")
 RELABEL_COLUMNS = ("post_id", "image_id", "image", "post_label", "operator", "time", "reason", "source")
 # Removal rules in the order they apply, for reports.
-RULES = ("malformed", "unknown_label", "superseded_verdict", "post_label_superseded",
-         "post_label_without_image_verdict", "no_image_bytes")
+RULES = (
+    "malformed",
+    "unknown_label",
+    "superseded_verdict",
+    "post_label_superseded",
+    "post_label_without_image_verdict",
+    "no_image_bytes",
+)
 
 
 @dataclass(frozen=True)
@@ -113,9 +119,17 @@ def _label_from_fields(fields: dict, base: Path, where: str) -> AuditLabel | Non
         if image.startswith("file://"):
             image = image.removeprefix("file://")
         image = os.fspath(base / image)  # an absolute path stays as it is
-    return AuditLabel(post_id=post_id, image_id=image_id, image=image, label=label, label_level=level,
-                      operator=_text(fields.get("operator")), time=time,
-                      content_sha256=_text(fields.get("content_sha256")), source=where)
+    return AuditLabel(
+        post_id=post_id,
+        image_id=image_id,
+        image=image,
+        label=label,
+        label_level=level,
+        operator=_text(fields.get("operator")),
+        time=time,
+        content_sha256=_text(fields.get("content_sha256")),
+        source=where,
+    )
 
 
 def read_export(path: str | os.PathLike[str], fmt: str = "auto") -> tuple[list[AuditLabel], int]:
@@ -160,8 +174,9 @@ def _jsonl_rows(f, path: Path) -> Iterable[tuple[int, dict]]:
         yield number, fields if isinstance(fields, dict) else {}
 
 
-def read_store(url: str, since: float | None = None, until: float | None = None,
-               model_name: str = "") -> list[AuditLabel]:
+def read_store(
+    url: str, since: float | None = None, until: float | None = None, model_name: str = ""
+) -> list[AuditLabel]:
     """Judged records of an audit store (sqlite:///path or postgresql://...), image-level.
 
     Raises FileNotFoundError for an SQLite file that does not exist (opening it would create an
@@ -179,10 +194,19 @@ def read_store(url: str, since: float | None = None, until: float | None = None,
     labels = []
     for record in records:
         row = export_row(record)
-        labels.append(AuditLabel(post_id=row["post_id"], image_id=row["image_id"], image=row["image"],
-                                 label=row["label"], label_level="image", operator=row["operator"],
-                                 time=record.verdict_at, content_sha256=row["content_sha256"],
-                                 source=f"{where}#{record.record_id}"))
+        labels.append(
+            AuditLabel(
+                post_id=row["post_id"],
+                image_id=row["image_id"],
+                image=row["image"],
+                label=row["label"],
+                label_level="image",
+                operator=row["operator"],
+                time=record.verdict_at,
+                content_sha256=row["content_sha256"],
+                source=f"{where}#{record.record_id}",
+            )
+        )
     return labels
 
 
@@ -197,8 +221,13 @@ def labels_digest(labels: Sequence[AuditLabel]) -> str:
     return digest.hexdigest()
 
 
-def clean(labels: Sequence[AuditLabel], class_names: Sequence[str], benign_class: str,
-          post_benign_applies: bool = True, malformed: int = 0) -> CleanResult:
+def clean(
+    labels: Sequence[AuditLabel],
+    class_names: Sequence[str],
+    benign_class: str,
+    post_benign_applies: bool = True,
+    malformed: int = 0,
+) -> CleanResult:
     """Applies the noise rules (module docstring) and returns the image-level labels to train on,
     in input order, with the post-level rows sent back for relabelling and the counts per rule."""
     removed: Counter[str] = Counter()
@@ -250,8 +279,13 @@ def clean(labels: Sequence[AuditLabel], class_names: Sequence[str], benign_class
         else:
             removed["no_image_bytes"] += 1
     relabel.sort(key=lambda item: item[0].key)
-    return CleanResult(kept=kept, relabel=relabel, removed=removed, post_benign_applied=post_benign_applied,
-                       conflicting_verdicts=len(conflicting))
+    return CleanResult(
+        kept=kept,
+        relabel=relabel,
+        removed=removed,
+        post_benign_applied=post_benign_applied,
+        conflicting_verdicts=len(conflicting),
+    )
 
 
 def write_relabel(path: str | os.PathLike[str], relabel: Sequence[tuple[AuditLabel, str]]) -> None:
@@ -262,5 +296,15 @@ def write_relabel(path: str | os.PathLike[str], relabel: Sequence[tuple[AuditLab
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(RELABEL_COLUMNS)
         for label, reason in relabel:
-            writer.writerow([label.post_id, label.image_id, label.image, label.label, label.operator,
-                             iso_time(label.time) if label.time is not None else "", reason, label.source])
+            writer.writerow(
+                [
+                    label.post_id,
+                    label.image_id,
+                    label.image,
+                    label.label,
+                    label.operator,
+                    iso_time(label.time) if label.time is not None else "",
+                    reason,
+                    label.source,
+                ]
+            )

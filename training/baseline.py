@@ -38,10 +38,12 @@ def features(images: np.ndarray) -> np.ndarray:
         gx = np.zeros_like(grey)
         gy = np.zeros_like(grey)
         # Sobel on the interior; the border row and column stay zero.
-        gx[1:-1, 1:-1] = (grey[:-2, 2:] + 2 * grey[1:-1, 2:] + grey[2:, 2:]
-                          - grey[:-2, :-2] - 2 * grey[1:-1, :-2] - grey[2:, :-2]) / 4
-        gy[1:-1, 1:-1] = (grey[2:, :-2] + 2 * grey[2:, 1:-1] + grey[2:, 2:]
-                          - grey[:-2, :-2] - 2 * grey[:-2, 1:-1] - grey[:-2, 2:]) / 4
+        gx[1:-1, 1:-1] = (
+            grey[:-2, 2:] + 2 * grey[1:-1, 2:] + grey[2:, 2:] - grey[:-2, :-2] - 2 * grey[1:-1, :-2] - grey[2:, :-2]
+        ) / 4
+        gy[1:-1, 1:-1] = (
+            grey[2:, :-2] + 2 * grey[2:, 1:-1] + grey[2:, 2:] - grey[:-2, :-2] - 2 * grey[:-2, 1:-1] - grey[:-2, 2:]
+        ) / 4
         magnitude = np.hypot(gx, gy)
         parts.append(np.array([(magnitude > t).mean() for t in (0.1, 0.25, 0.5)]))
         h, w = magnitude.shape
@@ -65,8 +67,15 @@ class LogisticRegression:
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def fit(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = 1e-3, steps: int = 2000,
-        learning_rate: float = 0.5, class_weights: np.ndarray | None = None) -> LogisticRegression:
+def fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    num_classes: int,
+    l2: float = 1e-3,
+    steps: int = 2000,
+    learning_rate: float = 0.5,
+    class_weights: np.ndarray | None = None,
+) -> LogisticRegression:
     """Full-batch gradient descent with momentum on the weighted cross-entropy + L2."""
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     xs = (x - mean) / scale

@@ -53,8 +53,9 @@ def recall_at_fpr(scores: np.ndarray, labels: np.ndarray, cls: int, fpr: float) 
     return float((scores[positive, cls] >= threshold).mean()) if positive.any() else float("nan")
 
 
-def by_variant(scores: np.ndarray, labels: np.ndarray, variants: list[str], cfg: Config,
-               thresholds: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+def by_variant(
+    scores: np.ndarray, labels: np.ndarray, variants: list[str], cfg: Config, thresholds: dict[str, dict[str, float]]
+) -> dict[str, dict[str, Any]]:
     """Per (class, variant): images, and the share the exported review thresholds flag."""
     decisions = evaluate.decide(scores, cfg.data.class_names, thresholds)
     out: dict[str, dict[str, Any]] = {}
@@ -66,8 +67,9 @@ def by_variant(scores: np.ndarray, labels: np.ndarray, variants: list[str], cfg:
     return out
 
 
-def model_figures(scores: np.ndarray, labels: np.ndarray, cfg: Config, seconds: float,
-                  variants: list[str]) -> dict[str, Any]:
+def model_figures(
+    scores: np.ndarray, labels: np.ndarray, cfg: Config, seconds: float, variants: list[str]
+) -> dict[str, Any]:
     evaluation = evaluate.evaluate_scores(scores, labels, cfg)
     classes = list(cfg.data.class_names)
     return {
@@ -76,8 +78,11 @@ def model_figures(scores: np.ndarray, labels: np.ndarray, cfg: Config, seconds: 
         "auc": {c: evaluation["per_class"][c]["auc"] for c in classes},
         "average_precision": {c: evaluation["per_class"][c]["average_precision"] for c in classes},
         "ece": {c: evaluation["per_class"][c]["ece"] for c in classes},
-        "recall_at_fpr": {c: recall_at_fpr(scores, labels, i, cfg.target_fpr(c))
-                          for i, c in enumerate(classes) if c != cfg.data.benign_class},
+        "recall_at_fpr": {
+            c: recall_at_fpr(scores, labels, i, cfg.target_fpr(c))
+            for i, c in enumerate(classes)
+            if c != cfg.data.benign_class
+        },
         "workload": evaluation["workload"],
         "thresholds": evaluation["thresholds"],
         "policy": evaluation["policy"],
@@ -104,8 +109,9 @@ def run_benchmark(args: argparse.Namespace, cfg: Config, log) -> dict[str, Any]:
 
     t = time.monotonic()
     dataset_dir = out / "dataset"
-    manifest = dataset_builder.build_dataset(dataset_dir, [dataset_builder.Source("demo", os.fspath(labels_csv))],
-                                             cfg, refreeze=True, log=log)
+    manifest = dataset_builder.build_dataset(
+        dataset_dir, [dataset_builder.Source("demo", os.fspath(labels_csv))], cfg, refreeze=True, log=log
+    )
     timings["dataset_seconds"] = round(time.monotonic() - t, 1)
 
     eval_examples = list(tfrecords.read_examples(dataset_builder.split_files(dataset_dir, "eval", manifest)))
@@ -123,18 +129,27 @@ def run_benchmark(args: argparse.Namespace, cfg: Config, log) -> dict[str, Any]:
         model = build_float32_model(head_cfg, result.weights)
         scores = evaluate.score_keras(model, eval_images)
         figures = model_figures(scores, eval_labels, head_cfg, result.state.train_seconds, eval_variants)
-        figures.update(epochs=result.state.epoch, best_epoch=result.state.best_epoch + 1,
-                       stopped_early=result.state.stopped_early, precision=result.precision)
+        figures.update(
+            epochs=result.state.epoch,
+            best_epoch=result.state.best_epoch + 1,
+            stopped_early=result.state.stopped_early,
+            precision=result.precision,
+        )
         results[f"cnn_{head}"] = figures
-        log(f"{head}: AUC {figures['auc']}, workload {figures['workload']['pass_share']:.4f}, "
-            f"{figures['train_seconds']}s")
+        log(
+            f"{head}: AUC {figures['auc']}, workload {figures['workload']['pass_share']:.4f}, "
+            f"{figures['train_seconds']}s"
+        )
 
     log("--- baseline: logistic regression on colour histograms + edge density")
     t = time.monotonic()
     train_images, train_labels = pipeline.load_arrays(dataset_builder.split_files(dataset_dir, "train", manifest))
-    fitted = baseline.fit(baseline.features(train_images), train_labels, len(cfg.data.class_names),
-                          class_weights=pipeline.class_weights(np.bincount(train_labels,
-                                                                           minlength=len(cfg.data.class_names))))
+    fitted = baseline.fit(
+        baseline.features(train_images),
+        train_labels,
+        len(cfg.data.class_names),
+        class_weights=pipeline.class_weights(np.bincount(train_labels, minlength=len(cfg.data.class_names))),
+    )
     seconds = time.monotonic() - t
     scores = fitted.predict_proba(baseline.features(eval_images))
     results["baseline"] = model_figures(scores, eval_labels, cfg, seconds, eval_variants)
@@ -201,8 +216,11 @@ def render(summary: dict[str, Any], cfg: Config, compact: bool = False) -> str:
     classes = list(cfg.data.class_names)
     flagged = [c for c in classes if c != cfg.data.benign_class]
     results = summary["results"]
-    names = {"cnn_softmax": "CNN, softmax head", "cnn_sigmoid": "CNN, sigmoid head",
-             "baseline": "baseline: logistic regression on colour histograms + edge density"}
+    names = {
+        "cnn_softmax": "CNN, softmax head",
+        "cnn_sigmoid": "CNN, sigmoid head",
+        "baseline": "baseline: logistic regression on colour histograms + edge density",
+    }
     counts = summary["dataset"]["counts"]
     lines = [
         f"Measured {summary['date']} on {summary['machine']} by `{summary['command'].strip()}` "
@@ -215,22 +233,36 @@ def render(summary: dict[str, Any], cfg: Config, compact: bool = False) -> str:
         f"{summary['timings']['generate_seconds']:.0f}s, dataset {summary['timings']['dataset_seconds']:.0f}s)."
         + (f" Note: {summary['note']}" if summary.get("note") else ""),
         "",
-        "| model | " + " | ".join(f"AUC {c}" for c in classes) + " | "
+        "| model | "
+        + " | ".join(f"AUC {c}" for c in classes)
+        + " | "
         + " | ".join(f"recall {c} @ {_pct(cfg.target_fpr(c))} FPR" for c in flagged)
         + f" | workload: passed unseen @ {_pct(cfg.eval.max_miss_rate)} missed | accuracy | training time |",
         "|---" * (len(classes) + len(flagged) + 4) + "|",
     ]
     for key, r in results.items():
         lines.append(
-            f"| {names.get(key, key)} | " + " | ".join(f"{r['auc'][c]:.4f}" for c in classes) + " | "
+            f"| {names.get(key, key)} | "
+            + " | ".join(f"{r['auc'][c]:.4f}" for c in classes)
+            + " | "
             + " | ".join(_pct(r["recall_at_fpr"][c]) for c in flagged)
-            + f" | {_pct(r['workload']['pass_share'])} | {r['accuracy']:.4f} | {r['train_seconds'] / 60:.1f} min |")
-    lines += ["", f"Workload at a production mix of {_pct(cfg.eval.production_benign_share)} benign images "
-              "(evaluation split reweighted). Better head on this benchmark: "
-              f"**{summary['better_head']}**.", ""]
+            + f" | {_pct(r['workload']['pass_share'])} | {r['accuracy']:.4f} | {r['train_seconds'] / 60:.1f} min |"
+        )
+    lines += [
+        "",
+        f"Workload at a production mix of {_pct(cfg.eval.production_benign_share)} benign images "
+        "(evaluation split reweighted). Better head on this benchmark: "
+        f"**{summary['better_head']}**.",
+        "",
+    ]
     if compact:
-        return "\n".join([*lines[:-1], "Details, and the figures by kind of image: "
-                          "[docs/retraining.md](docs/retraining.md#the-demo-benchmark)."])
+        return "\n".join(
+            [
+                *lines[:-1],
+                "Details, and the figures by kind of image: "
+                "[docs/retraining.md](docs/retraining.md#the-demo-benchmark).",
+            ]
+        )
     variants = [(c, v) for c in classes for v in next(iter(results.values()))["by_variant"].get(c, {})]
     lines.append("Share flagged (REVIEW or BLOCK at the exported thresholds) by kind of image:")
     lines.append("")
@@ -243,8 +275,13 @@ def render(summary: dict[str, Any], cfg: Config, compact: bool = False) -> str:
     return "\n".join(lines)
 
 
-def write_doc(doc: Path, summary: dict[str, Any], cfg: Config, marks: tuple[str, str] = (START_MARK, END_MARK),
-              compact: bool = False) -> None:
+def write_doc(
+    doc: Path,
+    summary: dict[str, Any],
+    cfg: Config,
+    marks: tuple[str, str] = (START_MARK, END_MARK),
+    compact: bool = False,
+) -> None:
     start, end = marks
     text = doc.read_text(encoding="utf-8") if doc.is_file() else f"{start}\n{end}\n"
     if start not in text or end not in text:
@@ -252,4 +289,3 @@ def write_doc(doc: Path, summary: dict[str, Any], cfg: Config, marks: tuple[str,
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     block = f"{start}\n{render(summary, cfg, compact)}\n{end}"
     doc.write_text(pattern.sub(lambda _: block, text, count=1), encoding="utf-8")
-

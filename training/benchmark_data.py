@@ -33,8 +33,13 @@ GENERATOR_VERSION = 1
 # Share of each class's images per variant; "standard" is demo_data.generate_image.
 VARIANTS = {
     "ham": {"standard": 0.55, "screenshot": 0.15, "small_text": 0.15, "rotated_text": 0.15},
-    "personal_info": {"standard": 0.4, "screenshot": 0.15, "small_text": 0.15, "rotated_text": 0.15,
-                      "busy_photo": 0.15},
+    "personal_info": {
+        "standard": 0.4,
+        "screenshot": 0.15,
+        "small_text": 0.15,
+        "rotated_text": 0.15,
+        "busy_photo": 0.15,
+    },
     "sexual": {"standard": 1.0},
 }
 
@@ -78,15 +83,19 @@ def small_text(rng: np.random.Generator, label: str, width: int, height: int) ->
 def rotated_text(rng: np.random.Generator, label: str, width: int, height: int) -> Image.Image:
     img, on_photo = demo_render.text_background(rng, width, height)
     side = int(min(width, height) * rng.uniform(0.6, 0.85))
-    region = img.resize((side, side), Image.Resampling.BILINEAR) if on_photo else \
-        demo_render.plain_background(rng, side, side)
+    region = (
+        img.resize((side, side), Image.Resampling.BILINEAR)
+        if on_photo
+        else demo_render.plain_background(rng, side, side)
+    )
     lines, lang = _text_for(label, rng)
     demo_render.draw_text(rng, region, lines, lang, on_photo)
     angle = float(rng.uniform(20, 45)) * (1 if rng.random() < 0.5 else -1)
     turned = region.convert("RGBA").rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
     fit = min(1.0, width / turned.width, height / turned.height)
-    turned = turned.resize((max(1, int(turned.width * fit)), max(1, int(turned.height * fit))),
-                           Image.Resampling.BILINEAR)
+    turned = turned.resize(
+        (max(1, int(turned.width * fit)), max(1, int(turned.height * fit))), Image.Resampling.BILINEAR
+    )
     x = int(rng.integers(0, width - turned.width + 1))
     y = int(rng.integers(0, height - turned.height + 1))
     img.paste(turned, (x, y), turned)
@@ -182,13 +191,18 @@ def _write_one(args: tuple[Path, int, str, int, int]) -> tuple[str, str]:
     return rel.as_posix(), variant
 
 
-def write_benchmark_dataset(out_dir: str | os.PathLike[str], per_class: int, seed: int = 7,
-                            workers: int | None = None) -> Path:
+def write_benchmark_dataset(
+    out_dir: str | os.PathLike[str], per_class: int, seed: int = 7, workers: int | None = None
+) -> Path:
     """Writes the images and labels.csv (path, label, post_id, variant); returns the CSV. A
     complete set from the same parameters is reused."""
     out = Path(out_dir)
-    manifest = {"per_class": per_class, "seed": seed, "generator_version": GENERATOR_VERSION,
-                "demo_generator_version": demo_data.GENERATOR_VERSION}
+    manifest = {
+        "per_class": per_class,
+        "seed": seed,
+        "generator_version": GENERATOR_VERSION,
+        "demo_generator_version": demo_data.GENERATOR_VERSION,
+    }
     labels_path, manifest_path = out / demo_data.LABELS_FILE, out / demo_data.MANIFEST_FILE
     if labels_path.is_file() and manifest_path.is_file() and json.loads(manifest_path.read_text()) == manifest:
         return labels_path

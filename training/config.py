@@ -152,9 +152,16 @@ class Config:
             variant="smoke",
             data=DataConfig(input_size=64, validation_fraction=0.0, records_per_shard=64),
             augment=AugmentConfig(),
-            train=TrainConfig(batch_size=16, epochs=3, learning_rate=2e-3, checkpoint_every_steps=5,
-                              early_stopping_patience=3, shuffle_buffer=256, log_every_s=5.0,
-                              tensorboard_every_steps=2),
+            train=TrainConfig(
+                batch_size=16,
+                epochs=3,
+                learning_rate=2e-3,
+                checkpoint_every_steps=5,
+                early_stopping_patience=3,
+                shuffle_buffer=256,
+                log_every_s=5.0,
+                tensorboard_every_steps=2,
+            ),
             eval=EvalConfig(plots=True),
         )
 
@@ -180,8 +187,12 @@ class Config:
             raise ValueError(f"train.precision must be auto, float32 or bfloat16, not {t.precision!r}")
         if t.batch_size < 1 or t.epochs < 1 or t.checkpoint_every_steps < 1:
             raise ValueError("train.batch_size, train.epochs and train.checkpoint_every_steps must be >= 1")
-        for name, rate in {"eval.target_fpr": e.target_fpr, "eval.block_fpr": e.block_fpr,
-                           "eval.max_miss_rate": e.max_miss_rate, **e.class_target_fpr}.items():
+        for name, rate in {
+            "eval.target_fpr": e.target_fpr,
+            "eval.block_fpr": e.block_fpr,
+            "eval.max_miss_rate": e.max_miss_rate,
+            **e.class_target_fpr,
+        }.items():
             if not 0 <= rate < 1:
                 raise ValueError(f"{name} must be a rate in [0, 1), not {rate}")
         unknown = set(e.class_target_fpr) - set(d.class_names)

@@ -1,6 +1,6 @@
 """Labelled image files -> arrays the model trains on, and the split into train / held-out.
 
-Images are decoded with the server's own decoder (server.decode.decode_image), so training sees
+Images are decoded with the server's own decoder (model.preprocess.decode_image), so training sees
 exactly the pixels the service will feed the model. The split is by post: all images of one post
 land on the same side, so near-duplicates within a post cannot leak into the held-out set."""
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from server.decode import decode_image
+from model.preprocess import decode_image
 
 
 def _decode_file(args: tuple[str, int]) -> np.ndarray:
@@ -21,9 +21,7 @@ def _decode_file(args: tuple[str, int]) -> np.ndarray:
         return decode_image(f.read(), (size, size))
 
 
-def decode_files(
-    paths: Sequence[str | os.PathLike[str]], size: int, workers: int | None = None
-) -> np.ndarray:
+def decode_files(paths: Sequence[str | os.PathLike[str]], size: int, workers: int | None = None) -> np.ndarray:
     """uint8 [N, size, size, 3], in the order of `paths`. Raises server.errors.ImageError."""
     tasks = [(os.fspath(p), size) for p in paths]
     workers = (os.cpu_count() or 1) if workers is None else workers

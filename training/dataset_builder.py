@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from model.preprocess import DecodeConfig, decode_image
 from model.repository import file_sha256
-from server.decode import DecodeConfig, decode_image
 from server.errors import ImageError
 from training import audit_log, tfrecords
 from training.audit_log import AuditLabel
@@ -106,9 +106,16 @@ def read_demo_labels(csv_path: str | os.PathLike[str]) -> list[AuditLabel]:
     with open(csv_path, newline="", encoding="utf-8") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             rel = row["path"]
-            labels.append(AuditLabel(post_id=row["post_id"], image_id=Path(rel).with_suffix("").as_posix(),
-                                     image=os.fspath(base / rel), label=row["label"], operator="demo-generator",
-                                     source=f"demo:{Path(csv_path).name}:{line}"))
+            labels.append(
+                AuditLabel(
+                    post_id=row["post_id"],
+                    image_id=Path(rel).with_suffix("").as_posix(),
+                    image=os.fspath(base / rel),
+                    label=row["label"],
+                    operator="demo-generator",
+                    source=f"demo:{Path(csv_path).name}:{line}",
+                )
+            )
     return labels
 
 
@@ -120,17 +127,30 @@ def collect(sources: Sequence[Source], log: Log) -> tuple[list[AuditLabel], int,
     for source in sources:
         if source.kind == "audit":
             rows = audit_log.read_store(source.location)
-            entry = {"kind": "audit", "url": audit_log.redact_url(source.location), "rows": len(rows),
-                     "labels_sha256": audit_log.labels_digest(rows)}
+            entry = {
+                "kind": "audit",
+                "url": audit_log.redact_url(source.location),
+                "rows": len(rows),
+                "labels_sha256": audit_log.labels_digest(rows),
+            }
         elif source.kind == "export":
             rows, bad = audit_log.read_export(source.location)
             malformed += bad
-            entry = {"kind": "export", "path": os.fspath(source.location), "rows": len(rows) + bad,
-                     "malformed": bad, "sha256": file_sha256(source.location)}
+            entry = {
+                "kind": "export",
+                "path": os.fspath(source.location),
+                "rows": len(rows) + bad,
+                "malformed": bad,
+                "sha256": file_sha256(source.location),
+            }
         else:
             rows = read_demo_labels(source.location)
-            entry = {"kind": "demo", "path": os.fspath(source.location), "rows": len(rows),
-                     "sha256": file_sha256(source.location)}
+            entry = {
+                "kind": "demo",
+                "path": os.fspath(source.location),
+                "rows": len(rows),
+                "sha256": file_sha256(source.location),
+            }
         log(f"source {entry['kind']} {entry.get('url') or entry.get('path')}: {entry['rows']} rows")
         labels.extend(rows)
         described.append(entry)
@@ -208,8 +228,12 @@ def thumb_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
 
 
-def hamming_groups(hashes: Sequence[int], max_distance: int, same_bytes: Sequence[str] | None = None,
-                   confirm: Callable[[int, int], bool] | None = None) -> np.ndarray:
+def hamming_groups(
+    hashes: Sequence[int],
+    max_distance: int,
+    same_bytes: Sequence[str] | None = None,
+    confirm: Callable[[int, int], bool] | None = None,
+) -> np.ndarray:
     """Duplicate group per image: the smallest index of its connected component, where two
     images connect when their hashes differ in at most max_distance bits and `confirm(i, j)`
     (if given) agrees, or (given same_bytes) their byte hashes are equal."""
@@ -230,7 +254,7 @@ def hamming_groups(hashes: Sequence[int], max_distance: int, same_bytes: Sequenc
     values = np.array([h & ((1 << 64) - 1) for h in hashes], dtype=np.uint64)
     chunk = 1024
     for start in range(0, n, chunk):
-        block = values[start:start + chunk]
+        block = values[start : start + chunk]
         # Only pairs (i, j) with j > i: the upper triangle of this block's rows.
         distances = np.bitwise_count(block[:, None] ^ values[None, start:])
         rows, cols = np.nonzero(distances <= max_distance)
@@ -245,8 +269,12 @@ def hamming_groups(hashes: Sequence[int], max_distance: int, same_bytes: Sequenc
     return np.array([find(i) for i in range(n)], dtype=np.int64)
 
 
-def touches(hashes: Sequence[int], reference: Sequence[int], max_distance: int,
-            confirm: Callable[[int, int], bool] | None = None) -> np.ndarray:
+def touches(
+    hashes: Sequence[int],
+    reference: Sequence[int],
+    max_distance: int,
+    confirm: Callable[[int, int], bool] | None = None,
+) -> np.ndarray:
     """For each hash, whether some reference hash is within max_distance bits of it (and
     `confirm(i, reference index)` agrees, if given)."""
     out = np.zeros(len(hashes), dtype=bool)
@@ -255,7 +283,7 @@ def touches(hashes: Sequence[int], reference: Sequence[int], max_distance: int,
     values = np.array([h & ((1 << 64) - 1) for h in hashes], dtype=np.uint64)
     ref = np.array([h & ((1 << 64) - 1) for h in reference], dtype=np.uint64)
     for start in range(0, len(values), 1024):
-        close = np.bitwise_count(values[start:start + 1024, None] ^ ref[None, :]) <= max_distance
+        close = np.bitwise_count(values[start : start + 1024, None] ^ ref[None, :]) <= max_distance
         for r, c in zip(*np.nonzero(close), strict=True):
             if not out[start + r] and (confirm is None or confirm(start + int(r), int(c))):
                 out[start + r] = True
@@ -276,9 +304,14 @@ def load_items(labels: Sequence[AuditLabel], data: DataConfig, log: Log) -> Load
             pixels = decode_image(raw, size, decode_config)
         except ImageError:
             return "undecodable_image"
-        return Item(label=label, label_index=data.class_names.index(label.label),
-                    encoded=tfrecords.encode_png(pixels), sha256=hashlib.sha256(raw).hexdigest(),
-                    phash=phash(pixels), thumb=thumbnail(pixels))
+        return Item(
+            label=label,
+            label_index=data.class_names.index(label.label),
+            encoded=tfrecords.encode_png(pixels),
+            sha256=hashlib.sha256(raw).hexdigest(),
+            phash=phash(pixels),
+            thumb=thumbnail(pixels),
+        )
 
     workers = data.workers or 2 * (os.cpu_count() or 1)
     loaded = Loaded()
@@ -297,10 +330,12 @@ def load_items(labels: Sequence[AuditLabel], data: DataConfig, log: Log) -> Load
 # Duplicates and the split
 
 
-def deduplicate(items: list[Item], max_distance: int, keep_all: bool,
-                max_thumb_distance: float = float("inf")) -> tuple[list[Item], dict]:
+def deduplicate(
+    items: list[Item], max_distance: int, keep_all: bool, max_thumb_distance: float = float("inf")
+) -> tuple[list[Item], dict]:
     """Sets each item's group and, unless keep_all, keeps one image per (group, label): the
     first in input order. Returns (items, report)."""
+
     def confirm(i: int, j: int) -> bool:
         return thumb_distance(items[i].thumb, items[j].thumb) <= max_thumb_distance
 
@@ -351,8 +386,9 @@ def components(post_ids: Sequence[str], groups: Sequence[int]) -> np.ndarray:
     return np.array([find(i) for i in range(n)], dtype=np.int64)
 
 
-def stratified_split(component_ids: np.ndarray, labels: np.ndarray, benign: int, fractions: dict[str, float],
-                     seed: int) -> np.ndarray:
+def stratified_split(
+    component_ids: np.ndarray, labels: np.ndarray, benign: int, fractions: dict[str, float], seed: int
+) -> np.ndarray:
     """Split name per item. Components are drawn per class (a component's class: its most common
     bad label, else benign) with a seeded permutation; `fractions` maps split names to shares of
     each class's components, and the rest is "train"."""
@@ -372,7 +408,7 @@ def stratified_split(component_ids: np.ndarray, labels: np.ndarray, benign: int,
             count = round(fraction * len(comps)) if fraction > 0 else 0
             if fraction > 0 and len(comps) - start >= 2:
                 count = min(max(count, 1), len(comps) - start - 1)
-            for comp in comps[start:start + count]:
+            for comp in comps[start : start + count]:
                 out[members[comp]] = split
             start += count
     return out
@@ -382,29 +418,38 @@ def stratified_split(component_ids: np.ndarray, labels: np.ndarray, benign: int,
 # Building
 
 
-def build_dataset(out_dir: str | os.PathLike[str], sources: Sequence[Source], config: Config,
-                  refreeze: bool = False, log: Log = print) -> dict:
+def build_dataset(
+    out_dir: str | os.PathLike[str], sources: Sequence[Source], config: Config, refreeze: bool = False, log: Log = print
+) -> dict:
     """Builds (or rebuilds) the dataset under out_dir; returns its manifest."""
     data = config.data
     out = Path(out_dir)
     labels, malformed, described = collect(sources, log)
     cleaned = audit_log.clean(labels, data.class_names, data.benign_class, data.post_benign_applies, malformed)
-    log(f"noise rules: kept {len(cleaned.kept)} of {len(labels) + malformed} rows; removed "
+    log(
+        f"noise rules: kept {len(cleaned.kept)} of {len(labels) + malformed} rows; removed "
         + ", ".join(f"{k} {v}" for k, v in cleaned.report()["removed"].items() if v)
-        + f"; {len(cleaned.relabel)} sent for relabelling")
+        + f"; {len(cleaned.relabel)} sent for relabelling"
+    )
     loaded = load_items(cleaned.kept, data, log)
     if loaded.failures:
         log("images skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(loaded.failures.items())))
-    items, duplicates = deduplicate(loaded.items, data.phash_max_distance, data.keep_duplicates,
-                                    data.duplicate_max_thumb_distance)
-    log(f"duplicates: {duplicates['groups_with_duplicates']} groups holding "
-        f"{duplicates['images_in_duplicate_groups']} images; {duplicates['removed']} removed")
+    items, duplicates = deduplicate(
+        loaded.items, data.phash_max_distance, data.keep_duplicates, data.duplicate_max_thumb_distance
+    )
+    log(
+        f"duplicates: {duplicates['groups_with_duplicates']} groups holding "
+        f"{duplicates['images_in_duplicate_groups']} images; {duplicates['removed']} removed"
+    )
 
     frozen = None if refreeze else load_eval_split(out)
-    if frozen is not None and (frozen["class_names"] != list(data.class_names)
-                               or frozen["input_size"] != data.input_size):
-        raise ValueError(f"{out / EVAL_SPLIT_FILE} was frozen for classes {frozen['class_names']} at "
-                         f"{frozen['input_size']} pixels; rebuild with refreeze to change them")
+    if frozen is not None and (
+        frozen["class_names"] != list(data.class_names) or frozen["input_size"] != data.input_size
+    ):
+        raise ValueError(
+            f"{out / EVAL_SPLIT_FILE} was frozen for classes {frozen['class_names']} at "
+            f"{frozen['input_size']} pixels; rebuild with refreeze to change them"
+        )
     split_report = _assign_splits(items, frozen, _load_eval_thumbs(out) if frozen else None, data)
 
     counts = {split: dict.fromkeys(data.class_names, 0) for split in SPLITS}
@@ -424,10 +469,19 @@ def build_dataset(out_dir: str | os.PathLike[str], sources: Sequence[Source], co
         labels_path = tmp / LABELS_FILE
         with open(labels_path, "w", encoding="utf-8") as f:
             for item in items:
-                row = {"post_id": item.label.post_id, "image_id": item.label.image_id, "image": item.label.image,
-                       "label": item.label.label, "operator": item.label.operator, "time": item.label.time,
-                       "source": item.label.source, "sha256": item.sha256, "phash": f"{item.phash:016x}",
-                       "group": item.group, "split": item.split or "held_back"}
+                row = {
+                    "post_id": item.label.post_id,
+                    "image_id": item.label.image_id,
+                    "image": item.label.image,
+                    "label": item.label.label,
+                    "operator": item.label.operator,
+                    "time": item.label.time,
+                    "source": item.label.source,
+                    "sha256": item.sha256,
+                    "phash": f"{item.phash:016x}",
+                    "group": item.group,
+                    "split": item.split or "held_back",
+                }
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         audit_log.write_relabel(tmp / RELABEL_FILE, cleaned.relabel)
         if frozen is None:
@@ -448,9 +502,14 @@ def build_dataset(out_dir: str | os.PathLike[str], sources: Sequence[Source], co
             "relabel_file": RELABEL_FILE,
             "cleaning": {**cleaned.report(), "images_skipped": dict(sorted(loaded.failures.items()))},
             "duplicates": duplicates,
-            "split": {**split_report, "eval_split_id": frozen["split_id"], "seed": data.seed,
-                      "eval_fraction": data.eval_fraction, "validation_fraction": data.validation_fraction,
-                      "by": "post and duplicate group, stratified by class"},
+            "split": {
+                **split_report,
+                "eval_split_id": frozen["split_id"],
+                "seed": data.seed,
+                "eval_fraction": data.eval_fraction,
+                "validation_fraction": data.validation_fraction,
+                "by": "post and duplicate group, stratified by class",
+            },
             "counts": counts,
             "shards": shards,
             "data_config": config.to_dict()["data"],
@@ -461,8 +520,11 @@ def build_dataset(out_dir: str | os.PathLike[str], sources: Sequence[Source], co
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     state = "kept frozen" if split_report["frozen"] else "new"
-    log(f"dataset {out}: " + "; ".join(f"{s} {sum(c.values())} {c}" for s, c in counts.items())
-        + f"; eval split {manifest['split']['eval_split_id'][:12]} ({state})")
+    log(
+        f"dataset {out}: "
+        + "; ".join(f"{s} {sum(c.values())} {c}" for s, c in counts.items())
+        + f"; eval split {manifest['split']['eval_split_id'][:12]} ({state})"
+    )
     return manifest
 
 
@@ -470,8 +532,7 @@ def _assign_splits(items: list[Item], frozen: dict | None, eval_thumbs: np.ndarr
     labels = np.array([it.label_index for it in items], dtype=np.int64)
     benign = data.class_names.index(data.benign_class)
     comps = components([it.label.post_id for it in items], [it.group for it in items])
-    report = {"frozen": frozen is not None, "already_in_eval": 0, "eval_label_changed": 0,
-              "held_back_touching_eval": 0}
+    report = {"frozen": frozen is not None, "already_in_eval": 0, "eval_label_changed": 0, "held_back_touching_eval": 0}
     if frozen is None:
         splits = stratified_split(comps, labels, benign, {"eval": data.eval_fraction}, data.seed)
         for item, split in zip(items, splits.tolist(), strict=True):
@@ -481,8 +542,12 @@ def _assign_splits(items: list[Item], frozen: dict | None, eval_thumbs: np.ndarr
         eval_keys = dict(frozen["labels"])
         eval_posts = set(frozen["post_ids"])
         eval_sha = set(frozen["sha256"])
-        near = touches([it.phash for it in items], [int(h, 16) for h in frozen["phashes"]], data.phash_max_distance,
-                       lambda i, j: thumb_distance(items[i].thumb, eval_thumbs[j]) <= data.duplicate_max_thumb_distance)
+        near = touches(
+            [it.phash for it in items],
+            [int(h, 16) for h in frozen["phashes"]],
+            data.phash_max_distance,
+            lambda i, j: thumb_distance(items[i].thumb, eval_thumbs[j]) <= data.duplicate_max_thumb_distance,
+        )
         held_components = set()
         for i, item in enumerate(items):
             key = f"{item.label.post_id}/{item.label.image_id}"
@@ -557,10 +622,16 @@ def _write_split_shards(tmp: Path, items: list[Item], frozen: dict | None, old: 
 
 
 def _example(item: Item) -> tfrecords.Example:
-    return tfrecords.Example(pixels=np.zeros((0, 0, 3), np.uint8), label=item.label_index,
-                             label_name=item.label.label, post_id=item.label.post_id,
-                             image_id=item.label.image_id, sha256=item.sha256, phash=item.phash,
-                             group=item.group)
+    return tfrecords.Example(
+        pixels=np.zeros((0, 0, 3), np.uint8),
+        label=item.label_index,
+        label_name=item.label.label,
+        post_id=item.label.post_id,
+        image_id=item.label.image_id,
+        sha256=item.sha256,
+        phash=item.phash,
+        group=item.group,
+    )
 
 
 def _swap_in(tmp: Path, out: Path) -> None:
@@ -578,8 +649,9 @@ def _swap_in(tmp: Path, out: Path) -> None:
 def load_manifest(dataset_dir: str | os.PathLike[str]) -> dict:
     path = Path(dataset_dir) / MANIFEST_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no dataset at {dataset_dir}: build one with `make train` or "
-                                "`python -m training dataset`")
+        raise FileNotFoundError(
+            f"no dataset at {dataset_dir}: build one with `make train` or `python -m training dataset`"
+        )
     return json.loads(path.read_text(encoding="utf-8"))
 
 

@@ -109,9 +109,7 @@ def photo_crop(rng: np.random.Generator, width: int, height: int) -> Image.Image
     crop_w = min(crop_w, max(8, int(crop_h * width / height)))
     x = int(rng.integers(0, src_w - crop_w + 1))
     y = int(rng.integers(0, src_h - crop_h + 1))
-    img = Image.fromarray(src[y : y + crop_h, x : x + crop_w]).resize(
-        (width, height), Image.Resampling.BILINEAR
-    )
+    img = Image.fromarray(src[y : y + crop_h, x : x + crop_w]).resize((width, height), Image.Resampling.BILINEAR)
     if rng.random() < 0.5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return img
@@ -183,9 +181,7 @@ def _text_layer(
     # Long lines are wrapped where that allows a larger font, which matters in narrow boxes.
     ref = font(font_path, 100)
     wrapped = [part for line in lines for part in (_split_line(line) if len(line) > 12 else [line])]
-    if len(wrapped) <= 4 and _font_size(ref, wrapped, box_w, box_h) > 1.3 * _font_size(
-        ref, lines, box_w, box_h
-    ):
+    if len(wrapped) <= 4 and _font_size(ref, wrapped, box_w, box_h) > 1.3 * _font_size(ref, lines, box_w, box_h):
         lines = wrapped
     size = int(np.clip(_font_size(ref, lines, box_w, box_h), 9, 160)) // 2 * 2  # even: bounds the cache
     face = font(font_path, size)
@@ -230,9 +226,7 @@ def _paste_rotated(rng: np.random.Generator, img: Image.Image, layer: Image.Imag
     img.paste(layer, (x, y), layer)
 
 
-def draw_text(
-    rng: np.random.Generator, img: Image.Image, lines: list[str], lang: str, on_photo: bool
-) -> None:
+def draw_text(rng: np.random.Generator, img: Image.Image, lines: list[str], lang: str, on_photo: bool) -> None:
     """Draws `lines` onto `img` in place, filling most of it so that the glyphs stay legible
     after the squash to the model's input size."""
     width, height = img.size
@@ -307,9 +301,7 @@ def _avatar(rng: np.random.Generator, diameter: int) -> Image.Image:
 def skin_blobs(rng: np.random.Generator, width: int, height: int) -> Image.Image:
     """The synthetic stand-in for the sexual class (see training/demo_data.py): one to four
     large, smooth, softly shaded ellipses in one skin tone, over a photo or plain background."""
-    background = (
-        photo_crop(rng, width, height) if rng.random() < 0.5 else plain_background(rng, width, height)
-    )
+    background = photo_crop(rng, width, height) if rng.random() < 0.5 else plain_background(rng, width, height)
     scale = min(1.0, BLOB_CANVAS / max(width, height))
     small_w, small_h = max(8, round(width * scale)), max(8, round(height * scale))
     canvas = np.asarray(background.resize((small_w, small_h), Image.Resampling.BILINEAR), dtype=np.float32)
@@ -334,12 +326,8 @@ def skin_blobs(rng: np.random.Generator, width: int, height: int) -> Image.Image
         canvas = canvas * (1.0 - alpha) + tone * shade * rng.uniform(0.92, 1.08) * alpha
         cover = np.maximum(cover, alpha)
     # Scale back up and keep the background's own detail wherever no blob covers it.
-    blobs = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)).resize(
-        (width, height), Image.Resampling.BILINEAR
-    )
-    mask = Image.fromarray((cover[..., 0] * 255).astype(np.uint8)).resize(
-        (width, height), Image.Resampling.BILINEAR
-    )
+    blobs = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)).resize((width, height), Image.Resampling.BILINEAR)
+    mask = Image.fromarray((cover[..., 0] * 255).astype(np.uint8)).resize((width, height), Image.Resampling.BILINEAR)
     background.paste(blobs, (0, 0), mask)
     noise = rng.normal(0, 2.0, (height, width, 3)).astype(np.float32)
     return Image.fromarray(np.clip(np.asarray(background, dtype=np.float32) + noise, 0, 255).astype(np.uint8))

@@ -47,8 +47,11 @@ def roc_curve(scores: np.ndarray, positive: np.ndarray) -> dict[str, list[float]
     tp = np.cumsum(p)[last]
     fp = np.cumsum(~p)[last]
     n_pos, n_neg = max(int(p.sum()), 1), max(int((~p).sum()), 1)
-    return {"fpr": np.r_[0.0, fp / n_neg].tolist(), "tpr": np.r_[0.0, tp / n_pos].tolist(),
-            "thresholds": np.r_[np.inf, s[last]].tolist()}
+    return {
+        "fpr": np.r_[0.0, fp / n_neg].tolist(),
+        "tpr": np.r_[0.0, tp / n_pos].tolist(),
+        "thresholds": np.r_[np.inf, s[last]].tolist(),
+    }
 
 
 def precision_recall(scores: np.ndarray, positive: np.ndarray) -> tuple[dict[str, list[float]], float]:
@@ -67,8 +70,11 @@ def precision_recall(scores: np.ndarray, positive: np.ndarray) -> tuple[dict[str
     precision = tp / predicted
     recall = tp / n_pos
     ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-    return {"precision": np.r_[1.0, precision].tolist(), "recall": np.r_[0.0, recall].tolist(),
-            "thresholds": np.r_[np.inf, s[last]].tolist()}, ap
+    return {
+        "precision": np.r_[1.0, precision].tolist(),
+        "recall": np.r_[0.0, recall].tolist(),
+        "thresholds": np.r_[np.inf, s[last]].tolist(),
+    }, ap
 
 
 def reliability(probabilities: np.ndarray, outcomes: np.ndarray, bins: int) -> dict[str, Any]:
@@ -85,8 +91,13 @@ def reliability(probabilities: np.ndarray, outcomes: np.ndarray, bins: int) -> d
         observed = np.where(count > 0, freq / count, np.nan)
     total = max(int(count.sum()), 1)
     ece = float(np.nansum(count / total * np.abs(observed - mean_score))) if count.sum() else float("nan")
-    return {"bin_edges": edges.tolist(), "mean_score": _nan_list(mean_score), "observed": _nan_list(observed),
-            "count": count.tolist(), "ece": ece}
+    return {
+        "bin_edges": edges.tolist(),
+        "mean_score": _nan_list(mean_score),
+        "observed": _nan_list(observed),
+        "count": count.tolist(),
+        "ece": ece,
+    }
 
 
 def _nan_list(values: np.ndarray) -> list[float | None]:
@@ -123,8 +134,14 @@ def badness(scores: np.ndarray, class_names: Sequence[str], benign_class: str) -
     return np.asarray(scores)[:, flagged].max(axis=1)
 
 
-def workload(scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str], benign_class: str,
-             max_miss_rate: float, benign_share: float) -> dict[str, Any]:
+def workload(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    benign_class: str,
+    max_miss_rate: float,
+    benign_share: float,
+) -> dict[str, Any]:
     """The share of images passed with no human look while at most max_miss_rate of the bad ones
     pass (module docstring), at the evaluation mix and at the production mix."""
     benign = class_names.index(benign_class)
@@ -153,9 +170,15 @@ def _production_share(benign_share: float, labels: np.ndarray, benign: int) -> f
     return benign_share if benign_share > 0 else float((np.asarray(labels) == benign).mean())
 
 
-def policy_outcome(scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str], benign_class: str,
-                   thresholds: dict[str, dict[str, float]], benign_share: float) -> dict[str, Any]:
-    """What the exported thresholds do, as the server's policy applies them (server/policy.py)."""
+def policy_outcome(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    benign_class: str,
+    thresholds: dict[str, dict[str, float]],
+    benign_share: float,
+) -> dict[str, Any]:
+    """What the exported thresholds do, as the server's policy applies them (server/pipeline/policy.py)."""
     benign = class_names.index(benign_class)
     labels = np.asarray(labels)
     decisions = decide(scores, class_names, thresholds)
@@ -166,12 +189,16 @@ def policy_outcome(scores: np.ndarray, labels: np.ndarray, class_names: Sequence
     mix = {d: float(weights[decisions == d].sum() / max(weights.sum(), 1e-12)) for d in ("PASS", "REVIEW", "BLOCK")}
     miss = float(passed[is_bad].mean()) if is_bad.any() else float("nan")
     benign_pass = float(passed[~is_bad].mean()) if (~is_bad).any() else float("nan")
-    return {"miss_rate": miss, "benign_pass_rate": benign_pass, "pass_share": share * benign_pass + (1 - share) * miss,
-            "decision_mix": mix}
+    return {
+        "miss_rate": miss,
+        "benign_pass_rate": benign_pass,
+        "pass_share": share * benign_pass + (1 - share) * miss,
+        "decision_mix": mix,
+    }
 
 
 def decide(scores: np.ndarray, class_names: Sequence[str], thresholds: dict[str, dict[str, float]]) -> np.ndarray:
-    """PASS / REVIEW / BLOCK per image, exactly as server/policy.py decides."""
+    """PASS / REVIEW / BLOCK per image, exactly as server/pipeline/policy.py decides."""
     scores = np.asarray(scores)
     out = np.full(len(scores), "PASS", dtype=object)
     review = np.zeros(len(scores), dtype=bool)
@@ -185,8 +212,15 @@ def decide(scores: np.ndarray, class_names: Sequence[str], thresholds: dict[str,
     return out
 
 
-def score_baseline(scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str], benign_class: str,
-                   thresholds: dict[str, dict[str, float]], benign_share: float, bins: int) -> dict[str, Any]:
+def score_baseline(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    benign_class: str,
+    thresholds: dict[str, dict[str, float]],
+    benign_share: float,
+    bins: int,
+) -> dict[str, Any]:
     """ModelMetadata.score_baseline (format in model/repository.py) at the production mix."""
     benign = list(class_names).index(benign_class)
     weights = mix_weights(labels, benign, _production_share(benign_share, labels, benign))
@@ -227,8 +261,15 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, cfg: Config) -> dict
 
     review_fpr = {c: cfg.target_fpr(c) for c in class_names if c != benign_class}
     thresholds, threshold_rates = choose_thresholds(
-        scores.astype(np.float32), labels, class_names, benign_class, review_fpr=review_fpr,
-        block_fpr=e.block_fpr, review_range=tuple(e.review_range), block_range=tuple(e.block_range))
+        scores.astype(np.float32),
+        labels,
+        class_names,
+        benign_class,
+        review_fpr=review_fpr,
+        block_fpr=e.block_fpr,
+        review_range=tuple(e.review_range),
+        block_range=tuple(e.block_range),
+    )
 
     per_class: dict[str, Any] = {}
     for c, name in enumerate(class_names):
@@ -256,9 +297,11 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, cfg: Config) -> dict
             rates = threshold_rates[name]
             entry["thresholds"] = {
                 "target_fpr": review_fpr[name],
-                "review": thresholds[name]["review"], "review_recall": rates["review"]["recall"],
+                "review": thresholds[name]["review"],
+                "review_recall": rates["review"]["recall"],
                 "review_fpr": rates["review"]["false_positive_rate"],
-                "block": thresholds[name]["block"], "block_recall": rates["block"]["recall"],
+                "block": thresholds[name]["block"],
+                "block_recall": rates["block"]["recall"],
                 "block_fpr": rates["block"]["false_positive_rate"],
             }
         per_class[name] = entry
@@ -274,12 +317,17 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, cfg: Config) -> dict
         "top_label_reliability": top_label,
         "per_class": per_class,
         "thresholds": thresholds,
-        "threshold_policy": {"review_target_fpr": review_fpr, "block_fpr": e.block_fpr,
-                             "review_range": list(e.review_range), "block_range": list(e.block_range)},
+        "threshold_policy": {
+            "review_target_fpr": review_fpr,
+            "block_fpr": e.block_fpr,
+            "review_range": list(e.review_range),
+            "block_range": list(e.block_range),
+        },
         "workload": workload(scores, labels, class_names, benign_class, e.max_miss_rate, e.production_benign_share),
         "policy": policy_outcome(scores, labels, class_names, benign_class, thresholds, e.production_benign_share),
-        "score_baseline": score_baseline(scores, labels, class_names, benign_class, thresholds,
-                                         e.production_benign_share, e.baseline_bins),
+        "score_baseline": score_baseline(
+            scores, labels, class_names, benign_class, thresholds, e.production_benign_share, e.baseline_bins
+        ),
     }
 
 
@@ -320,6 +368,8 @@ def score_version(version_dir: str | os.PathLike[str], images: np.ndarray, batch
     from model.repository import OUTPUT_NAME
 
     fn = load_serving_fn(version_dir)
-    out = [np.asarray(fn(images=images[i:i + batch_size])[OUTPUT_NAME], dtype=np.float32)
-           for i in range(0, len(images), batch_size)]
+    out = [
+        np.asarray(fn(images=images[i : i + batch_size])[OUTPUT_NAME], dtype=np.float32)
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -33,9 +33,7 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
     return float(u / (len(pos) * len(neg)))
 
 
-def classification_report(
-    scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
-) -> dict[str, Any]:
+def classification_report(scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """`scores` [N, C] and integer `labels` [N] -> accuracy, per-class metrics, confusion."""
     scores = np.asarray(scores)
     labels = np.asarray(labels)
@@ -62,9 +60,7 @@ def classification_report(
     }
 
 
-def score_histograms(
-    scores: np.ndarray, class_names: Sequence[str], bins: int = BASELINE_BINS
-) -> dict[str, Any]:
+def score_histograms(scores: np.ndarray, class_names: Sequence[str], bins: int = BASELINE_BINS) -> dict[str, Any]:
     """Share of images per equal-width score bin on [0, 1], per class."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     histograms = {}

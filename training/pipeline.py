@@ -83,8 +83,13 @@ def _rotate(x, angle, size: int):
     # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2).
     transform = tf.stack([cos, -sin, c - c * cos + c * sin, sin, cos, c - c * sin - c * cos, 0.0, 0.0])
     out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=x[None], transforms=transform[None], output_shape=[size, size], fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="REFLECT")
+        images=x[None],
+        transforms=transform[None],
+        output_shape=[size, size],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )
     return out[0]
 
 
@@ -103,8 +108,9 @@ def train_dataset(files: Sequence[os.PathLike | str], counts: Sequence[int], cfg
     total = int(sum(counts))
     epoch_seed = seed * 100_003 + epoch
     records = tf.data.TFRecordDataset([os.fspath(f) for f in files])
-    records = records.shuffle(min(cfg.train.shuffle_buffer, max(1, total)), seed=epoch_seed,
-                              reshuffle_each_iteration=False)
+    records = records.shuffle(
+        min(cfg.train.shuffle_buffer, max(1, total)), seed=epoch_seed, reshuffle_each_iteration=False
+    )
     parsed = records.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cfg.train.balance == "sampling":
         # Each class its own endless stream, drawn equally often; an epoch is still `total`

@@ -31,14 +31,24 @@ class Decision:
         return {"accept": self.accept, "reasons": self.reasons}
 
 
-def compare(candidate: dict[str, Any], serving: dict[str, Any] | None, cfg: PromoteConfig,
-            candidate_classes: list[str] | None = None, serving_classes: list[str] | None = None) -> Decision:
+def compare(
+    candidate: dict[str, Any],
+    serving: dict[str, Any] | None,
+    cfg: PromoteConfig,
+    candidate_classes: list[str] | None = None,
+    serving_classes: list[str] | None = None,
+) -> Decision:
     """Decides from two evaluations (training/evaluate.py's evaluate_scores) of the same images."""
     if serving is None:
         return Decision(True, ["no serving version: the candidate becomes the first"])
     if candidate_classes is not None and serving_classes is not None and candidate_classes != serving_classes:
-        return Decision(False, [f"class list changed from {serving_classes} to {candidate_classes}: the figures "
-                                "are not comparable (use --force to publish anyway)"])
+        return Decision(
+            False,
+            [
+                f"class list changed from {serving_classes} to {candidate_classes}: the figures "
+                "are not comparable (use --force to publish anyway)"
+            ],
+        )
     reasons: list[str] = []
     refusals: list[str] = []
     auc: dict[str, Any] = {}
@@ -50,19 +60,23 @@ def compare(candidate: dict[str, Any], serving: dict[str, Any] | None, cfg: Prom
         if math.isnan(delta):
             reasons.append(f"{name}: AUC not comparable (a class missing from the evaluation split)")
         elif delta < -cfg.max_auc_drop:
-            refusals.append(f"{name} AUC drops from {old:.4f} to {new:.4f} ({delta:+.4f}, margin "
-                            f"{cfg.max_auc_drop})")
+            refusals.append(f"{name} AUC drops from {old:.4f} to {new:.4f} ({delta:+.4f}, margin {cfg.max_auc_drop})")
     new_w, old_w = candidate["workload"]["pass_share"], serving["workload"]["pass_share"]
     workload = {"serving": old_w, "candidate": new_w, "delta": new_w - old_w}
     if new_w - old_w < -cfg.max_workload_drop:
-        refusals.append(f"workload figure drops from {100 * old_w:.2f}% to {100 * new_w:.2f}% of images passed "
-                        f"unseen (margin {100 * cfg.max_workload_drop:.2f} points)")
+        refusals.append(
+            f"workload figure drops from {100 * old_w:.2f}% to {100 * new_w:.2f}% of images passed "
+            f"unseen (margin {100 * cfg.max_workload_drop:.2f} points)"
+        )
     comparison = {"auc": auc, "workload": workload}
     if refusals:
         return Decision(False, refusals + reasons, comparison)
     worst = min((v["delta"] for v in auc.values() if not math.isnan(v["delta"])), default=0.0)
-    reasons.insert(0, f"no class's AUC drops by more than {cfg.max_auc_drop} (worst change {worst:+.4f}); "
-                      f"workload {100 * old_w:.2f}% -> {100 * new_w:.2f}%")
+    reasons.insert(
+        0,
+        f"no class's AUC drops by more than {cfg.max_auc_drop} (worst change {worst:+.4f}); "
+        f"workload {100 * old_w:.2f}% -> {100 * new_w:.2f}%",
+    )
     return Decision(True, reasons, comparison)
 
 

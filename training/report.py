@@ -35,39 +35,87 @@ def _pct(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
 
 
-def blocks_for(evaluation: dict[str, Any], title: str, model_info: dict[str, Any],
-               comparison: dict[str, Any] | None, plots: dict[str, str]) -> list[Block]:
+def blocks_for(
+    evaluation: dict[str, Any],
+    title: str,
+    model_info: dict[str, Any],
+    comparison: dict[str, Any] | None,
+    plots: dict[str, str],
+) -> list[Block]:
     out: list[Block] = [("h1", title)]
     info = ", ".join(f"{k}: {v}" for k, v in model_info.items() if v not in (None, ""))
     out.append(("p", info))
     counts = evaluation["class_counts"]
-    out.append(("p", f"Frozen evaluation split: {evaluation['examples']} images ("
-                + ", ".join(f"{c} {n}" for c, n in counts.items()) + f"); accuracy {_fmt(evaluation['accuracy'])}; "
-                f"top-label ECE {_fmt(evaluation['top_label_ece'])}."))
+    out.append(
+        (
+            "p",
+            f"Frozen evaluation split: {evaluation['examples']} images ("
+            + ", ".join(f"{c} {n}" for c, n in counts.items())
+            + f"); accuracy {_fmt(evaluation['accuracy'])}; "
+            f"top-label ECE {_fmt(evaluation['top_label_ece'])}.",
+        )
+    )
 
     w = evaluation["workload"]
     out.append(("h2", "Workload"))
-    out.append(("p", f"Missing at most {_pct(w['max_miss_rate'])} of bad images (measured: {_pct(w['miss_rate'])}), "
-                f"the model passes {_pct(w['benign_pass_rate'])} of benign images with no human look: "
-                f"**{_pct(w['pass_share'])} of all images** at a production mix of "
-                f"{_pct(w['production_benign_share'])} benign ({_pct(w['pass_share_eval_mix'])} at the evaluation "
-                "split's mix). That is the share of the audit workload the model removes."))
+    out.append(
+        (
+            "p",
+            f"Missing at most {_pct(w['max_miss_rate'])} of bad images (measured: {_pct(w['miss_rate'])}), "
+            f"the model passes {_pct(w['benign_pass_rate'])} of benign images with no human look: "
+            f"**{_pct(w['pass_share'])} of all images** at a production mix of "
+            f"{_pct(w['production_benign_share'])} benign ({_pct(w['pass_share_eval_mix'])} at the evaluation "
+            "split's mix). That is the share of the audit workload the model removes.",
+        )
+    )
     p = evaluation["policy"]
-    out.append(("p", "With the exported thresholds, as the server applies them: "
-                f"{_pct(p['pass_share'])} passed, {_pct(p['miss_rate'])} of bad images missed; decisions at the "
-                "production mix " + ", ".join(f"{d} {_pct(v)}" for d, v in p["decision_mix"].items()) + "."))
+    out.append(
+        (
+            "p",
+            "With the exported thresholds, as the server applies them: "
+            f"{_pct(p['pass_share'])} passed, {_pct(p['miss_rate'])} of bad images missed; decisions at the "
+            "production mix " + ", ".join(f"{d} {_pct(v)}" for d, v in p["decision_mix"].items()) + ".",
+        )
+    )
 
     out.append(("h2", "Per class"))
     rows = []
     for name, entry in evaluation["per_class"].items():
         t = entry.get("thresholds")
-        rows.append([name, str(entry["support"]), _fmt(entry["auc"]), _fmt(entry["average_precision"]),
-                     _fmt(entry["ece"]),
-                     _fmt(t["review"]) if t else "-", _pct(t["target_fpr"]) if t else "-",
-                     _pct(t["review_recall"]) if t else "-", _pct(t["review_fpr"]) if t else "-",
-                     _fmt(t["block"]) if t else "-", _pct(t["block_recall"]) if t else "-"])
-    out.append(("table", ["class", "images", "ROC AUC", "avg precision", "ECE", "review threshold", "target FPR",
-                          "recall", "FPR", "block threshold", "block recall"], rows))
+        rows.append(
+            [
+                name,
+                str(entry["support"]),
+                _fmt(entry["auc"]),
+                _fmt(entry["average_precision"]),
+                _fmt(entry["ece"]),
+                _fmt(t["review"]) if t else "-",
+                _pct(t["target_fpr"]) if t else "-",
+                _pct(t["review_recall"]) if t else "-",
+                _pct(t["review_fpr"]) if t else "-",
+                _fmt(t["block"]) if t else "-",
+                _pct(t["block_recall"]) if t else "-",
+            ]
+        )
+    out.append(
+        (
+            "table",
+            [
+                "class",
+                "images",
+                "ROC AUC",
+                "avg precision",
+                "ECE",
+                "review threshold",
+                "target FPR",
+                "recall",
+                "FPR",
+                "block threshold",
+                "block recall",
+            ],
+            rows,
+        )
+    )
 
     out.append(("h2", "Confusion matrix (rows: true class, columns: top score)"))
     names = list(evaluation["per_class"])
@@ -79,16 +127,27 @@ def blocks_for(evaluation: dict[str, Any], title: str, model_info: dict[str, Any
         crow = []
         for name, c in comparison["auc"].items():
             crow.append([name, _fmt(c["serving"]), _fmt(c["candidate"]), _fmt(c["delta"])])
-        crow.append(["workload (pass share)", _pct(comparison["workload"]["serving"]),
-                     _pct(comparison["workload"]["candidate"]), _fmt(comparison["workload"]["delta"])])
+        crow.append(
+            [
+                "workload (pass share)",
+                _pct(comparison["workload"]["serving"]),
+                _pct(comparison["workload"]["candidate"]),
+                _fmt(comparison["workload"]["delta"]),
+            ]
+        )
         out.append(("table", ["figure", "serving", "candidate", "change"], crow))
         decision = comparison.get("decision")
         if decision:
             verdict = "publish" if decision["accept"] else "keep the serving version"
             out.append(("p", f"Decision: **{verdict}**. " + " ".join(decision["reasons"])))
 
-    for key, caption in (("roc", "ROC curves"), ("pr", "Precision-recall curves"), ("confusion", "Confusion matrix"),
-                         ("reliability", "Reliability (calibration)"), ("histograms", "Score histograms")):
+    for key, caption in (
+        ("roc", "ROC curves"),
+        ("pr", "Precision-recall curves"),
+        ("confusion", "Confusion matrix"),
+        ("reliability", "Reliability (calibration)"),
+        ("histograms", "Score histograms"),
+    ):
         if key in plots:
             out.append(("h2", caption))
             out.append(("img", plots[key], caption))
@@ -117,9 +176,11 @@ def to_markdown(blocks: list[Block]) -> str:
 
 
 def to_html(blocks: list[Block]) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Evaluation</title><style>"
-             "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}</style></head><body>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Evaluation</title><style>"
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}</style></head><body>"
+    ]
     for block in blocks:
         kind = block[0]
         if kind in ("h1", "h2"):
@@ -184,8 +245,9 @@ def write_plots(evaluation: dict[str, Any], out_dir: Path) -> dict[str, str]:
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, entry in per_class.items():
-        ax.plot(entry["pr"]["recall"], entry["pr"]["precision"],
-                label=f"{name} (AP {_fmt(entry['average_precision'], 3)})")
+        ax.plot(
+            entry["pr"]["recall"], entry["pr"]["precision"], label=f"{name} (AP {_fmt(entry['average_precision'], 3)})"
+        )
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall", ylim=(0, 1.02))
     ax.legend(loc="lower left")
     save(fig, "pr")
@@ -195,8 +257,14 @@ def write_plots(evaluation: dict[str, Any], out_dir: Path) -> dict[str, str]:
     ax.imshow(confusion, cmap="Blues")
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, str(confusion[i, j]), ha="center", va="center",
-                    color="white" if confusion[i, j] > confusion.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(confusion[i, j]),
+                ha="center",
+                va="center",
+                color="white" if confusion[i, j] > confusion.max() / 2 else "black",
+            )
     ax.set_xticks(range(len(names)), names, rotation=20)
     ax.set_yticks(range(len(names)), names)
     ax.set(xlabel="top score", ylabel="true class", title="Confusion matrix")
@@ -232,9 +300,15 @@ def write_plots(evaluation: dict[str, Any], out_dir: Path) -> dict[str, str]:
     return written
 
 
-def write_report(out_dir: str | os.PathLike[str], evaluation: dict[str, Any], title: str,
-                 model_info: dict[str, Any], comparison: dict[str, Any] | None = None,
-                 plots: bool = True, extra: dict[str, Any] | None = None) -> Path:
+def write_report(
+    out_dir: str | os.PathLike[str],
+    evaluation: dict[str, Any],
+    title: str,
+    model_info: dict[str, Any],
+    comparison: dict[str, Any] | None = None,
+    plots: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Writes report.md, report.html, report.json (and the plots) into out_dir; returns report.md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -242,7 +316,13 @@ def write_report(out_dir: str | os.PathLike[str], evaluation: dict[str, Any], ti
     blocks = blocks_for(evaluation, title, model_info, comparison, written)
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(to_html(blocks), encoding="utf-8")
-    payload = {"title": title, "model": model_info, "evaluation": evaluation, "comparison": comparison,
-               "plots": written, **(extra or {})}
+    payload = {
+        "title": title,
+        "model": model_info,
+        "evaluation": evaluation,
+        "comparison": comparison,
+        "plots": written,
+        **(extra or {}),
+    }
     (out / "report.json").write_text(json.dumps(_json_safe(payload), indent=1) + "\n", encoding="utf-8")
     return out / "report.md"

@@ -20,8 +20,10 @@ from training.config import Config
 from training.train import TrainResult
 
 Log = Callable[[str], None]
-DEMO_WARNING = ("trained on demo data: its 'sexual' class detects a synthetic stand-in (large smooth skin-tone "
-                "shapes), not real sexual content")
+DEMO_WARNING = (
+    "trained on demo data: its 'sexual' class detects a synthetic stand-in (large smooth skin-tone "
+    "shapes), not real sexual content"
+)
 
 
 @dataclass
@@ -43,8 +45,9 @@ def load_eval_set(dataset_dir: str | os.PathLike[str]) -> EvalSet:
     return EvalSet(images, labels, manifest)
 
 
-def evaluate_serving(models: str | os.PathLike[str], name: str, eval_set: EvalSet, cfg: Config,
-                     log: Log) -> tuple[Path | None, Any, dict | None]:
+def evaluate_serving(
+    models: str | os.PathLike[str], name: str, eval_set: EvalSet, cfg: Config, log: Log
+) -> tuple[Path | None, Any, dict | None]:
     """(version dir, metadata, evaluation) of the newest version, or (None, None, None)."""
     from model.repository import latest_version_dir, load_metadata
 
@@ -64,19 +67,31 @@ def evaluate_serving(models: str | os.PathLike[str], name: str, eval_set: EvalSe
 def figures_line(evaluation: dict) -> str:
     aucs = ", ".join(f"{c} {e['auc']:.4f}" for c, e in evaluation["per_class"].items())
     w = evaluation["workload"]
-    return (f"AUC {aucs}; workload {100 * w['pass_share']:.1f}% passed unseen at "
-            f"{100 * w['max_miss_rate']:.0f}% missed; accuracy {evaluation['accuracy']:.4f}")
+    return (
+        f"AUC {aucs}; workload {100 * w['pass_share']:.1f}% passed unseen at "
+        f"{100 * w['max_miss_rate']:.0f}% missed; accuracy {evaluation['accuracy']:.4f}"
+    )
 
 
 def comparison_block(decision: promote.Decision, serving_meta: Any, eval_set: EvalSet) -> dict | None:
     if not decision.comparison:
-        return {"note": "", "auc": {}, "workload": {"serving": None, "candidate": None, "delta": None},
-                "decision": decision.to_dict()} if serving_meta is not None else None
+        return (
+            {
+                "note": "",
+                "auc": {},
+                "workload": {"serving": None, "candidate": None, "delta": None},
+                "decision": decision.to_dict(),
+            }
+            if serving_meta is not None
+            else None
+        )
     note = f"Serving version {serving_meta.version}, scored now on the same {len(eval_set.labels)} images."
     trained_on = (serving_meta.training.get("dataset") or {}).get("eval_split_id")
     if trained_on != eval_set.split_id:
-        note += (" It was not trained on this dataset (or on another evaluation split), so it may have seen some of"
-                 " these images in training, which would flatter it.")
+        note += (
+            " It was not trained on this dataset (or on another evaluation split), so it may have seen some of"
+            " these images in training, which would flatter it."
+        )
     return {**decision.comparison, "note": note, "decision": decision.to_dict()}
 
 
@@ -108,8 +123,15 @@ def training_summary(cfg: Config, result: TrainResult, manifest: dict) -> dict:
     }
 
 
-def finish_run(result: TrainResult, dataset_dir: str | os.PathLike[str], models: str | os.PathLike[str],
-               name: str, cfg: Config, force: bool, log: Log) -> tuple[Path | None, promote.Decision]:
+def finish_run(
+    result: TrainResult,
+    dataset_dir: str | os.PathLike[str],
+    models: str | os.PathLike[str],
+    name: str,
+    cfg: Config,
+    force: bool,
+    log: Log,
+) -> tuple[Path | None, promote.Decision]:
     """Evaluates the trained candidate against the serving version, writes the report into the
     run directory, and publishes the candidate if the promotion rules (or `force`) allow."""
     from model.export import export_version
@@ -123,24 +145,47 @@ def finish_run(result: TrainResult, dataset_dir: str | os.PathLike[str], models:
     log(f"candidate ({cfg.train.head} head): " + figures_line(evaluation))
     _, serving_meta, serving_eval = evaluate_serving(models, name, eval_set, cfg, log)
     serving_classes = list(serving_meta.class_names) if serving_meta is not None else None
-    decision = promote.compare(evaluation, serving_eval if serving_meta is not None else None, cfg.promote,
-                               list(cfg.data.class_names), serving_classes)
+    decision = promote.compare(
+        evaluation,
+        serving_eval if serving_meta is not None else None,
+        cfg.promote,
+        list(cfg.data.class_names),
+        serving_classes,
+    )
     if serving_meta is not None and serving_eval is None and not decision.reasons:
         decision = promote.Decision(False, ["the serving version cannot be evaluated on this split"])
 
     report_dir = result.run_dir / "evaluation"
     shutil.rmtree(report_dir, ignore_errors=True)
-    model_info = {"name": name, "version": "candidate", "head": cfg.train.head, "input size": cfg.data.input_size,
-                  "run": os.fspath(result.run_dir), "eval split": eval_set.split_id[:12],
-                  "training seconds": round(result.state.train_seconds)}
-    report.write_report(report_dir, evaluation, f"Evaluation of the candidate for {name}", model_info,
-                        comparison_block(decision, serving_meta, eval_set), plots=cfg.eval.plots)
+    model_info = {
+        "name": name,
+        "version": "candidate",
+        "head": cfg.train.head,
+        "input size": cfg.data.input_size,
+        "run": os.fspath(result.run_dir),
+        "eval split": eval_set.split_id[:12],
+        "training seconds": round(result.state.train_seconds),
+    }
+    report.write_report(
+        report_dir,
+        evaluation,
+        f"Evaluation of the candidate for {name}",
+        model_info,
+        comparison_block(decision, serving_meta, eval_set),
+        plots=cfg.eval.plots,
+    )
     log(f"report: {report_dir / 'report.md'}")
 
-    entry = {"model": name, "models": os.fspath(models), "run": os.fspath(result.run_dir),
-             "serving_version": serving_meta.version if serving_meta is not None else None,
-             "eval_split_id": eval_set.split_id, "decision": "accept" if decision.accept else "refuse",
-             "reasons": decision.reasons, "forced": bool(force and not decision.accept)}
+    entry = {
+        "model": name,
+        "models": os.fspath(models),
+        "run": os.fspath(result.run_dir),
+        "serving_version": serving_meta.version if serving_meta is not None else None,
+        "eval_split_id": eval_set.split_id,
+        "decision": "accept" if decision.accept else "refuse",
+        "reasons": decision.reasons,
+        "forced": bool(force and not decision.accept),
+    }
     if not decision.accept and not force:
         promote.log_decision(cfg.promote, {**entry, "published_version": None})
         log("NOT published; the serving version stays: " + "; ".join(decision.reasons))
@@ -149,25 +194,43 @@ def finish_run(result: TrainResult, dataset_dir: str | os.PathLike[str], models:
         log("publishing despite the promotion rules (--force): " + "; ".join(decision.reasons))
 
     metadata = ModelMetadata(
-        name=name, version=0, class_names=list(cfg.data.class_names), input_size=cfg.data.input_size,
-        head=cfg.train.head, benign_class=cfg.data.benign_class, thresholds=evaluation["thresholds"],
+        name=name,
+        version=0,
+        class_names=list(cfg.data.class_names),
+        input_size=cfg.data.input_size,
+        head=cfg.train.head,
+        benign_class=cfg.data.benign_class,
+        thresholds=evaluation["thresholds"],
         created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        training={**training_summary(cfg, result, eval_set.manifest),
-                  "promotion": {**decision.to_dict(), "forced": entry["forced"],
-                                "against_version": entry["serving_version"]}},
-        evaluation={**evaluate.summary(evaluation), "split": "frozen evaluation split",
-                    "eval_split_id": eval_set.split_id, "report": "evaluation/report.md"},
+        training={
+            **training_summary(cfg, result, eval_set.manifest),
+            "promotion": {**decision.to_dict(), "forced": entry["forced"], "against_version": entry["serving_version"]},
+        },
+        evaluation={
+            **evaluate.summary(evaluation),
+            "split": "frozen evaluation split",
+            "eval_split_id": eval_set.split_id,
+            "report": "evaluation/report.md",
+        },
         score_baseline=evaluation["score_baseline"],
     )
-    version_dir = export_version(model, metadata, models, name, check_with=eval_set.images[:32],
-                                 extra_dirs={"evaluation": report_dir})
+    version_dir = export_version(
+        model, metadata, models, name, check_with=eval_set.images[:32], extra_dirs={"evaluation": report_dir}
+    )
     promote.log_decision(cfg.promote, {**entry, "published_version": int(version_dir.name)})
     log(f"published {version_dir}" + (" (forced)" if entry["forced"] else ""))
     return version_dir, decision
 
 
-def evaluate_versions(dataset_dir: str | os.PathLike[str], models: str | os.PathLike[str], name: str, cfg: Config,
-                      out_dir: str | os.PathLike[str], candidate: str | os.PathLike[str] | None, log: Log) -> dict:
+def evaluate_versions(
+    dataset_dir: str | os.PathLike[str],
+    models: str | os.PathLike[str],
+    name: str,
+    cfg: Config,
+    out_dir: str | os.PathLike[str],
+    candidate: str | os.PathLike[str] | None,
+    log: Log,
+) -> dict:
     """make evaluate: the serving version (and a candidate version directory, if given) on the
     frozen split; writes a report per model and returns {"serving": ..., "candidate": ...}."""
     from model.repository import load_metadata
@@ -179,10 +242,18 @@ def evaluate_versions(dataset_dir: str | os.PathLike[str], models: str | os.Path
     if serving_meta is None:
         log(f"no version of {name} under {models}")
     elif serving_eval is not None:
-        path = report.write_report(out / f"{name}-v{serving_meta.version}", serving_eval,
-                                   f"Evaluation of {name} version {serving_meta.version}",
-                                   {"name": name, "version": serving_meta.version, "head": serving_meta.head,
-                                    "eval split": eval_set.split_id[:12]}, plots=cfg.eval.plots)
+        path = report.write_report(
+            out / f"{name}-v{serving_meta.version}",
+            serving_eval,
+            f"Evaluation of {name} version {serving_meta.version}",
+            {
+                "name": name,
+                "version": serving_meta.version,
+                "head": serving_meta.head,
+                "eval split": eval_set.split_id[:12],
+            },
+            plots=cfg.eval.plots,
+        )
         log(f"report: {path}")
         results["serving"] = {"version": serving_meta.version, "report": os.fspath(path), "evaluation": serving_eval}
     if candidate is not None:
@@ -190,19 +261,39 @@ def evaluate_versions(dataset_dir: str | os.PathLike[str], models: str | os.Path
         scores = evaluate.score_version(candidate, eval_set.images)
         cand_eval = evaluate.evaluate_scores(scores, eval_set.labels, cfg)
         log(f"candidate {candidate}: " + figures_line(cand_eval))
-        decision = promote.compare(cand_eval, serving_eval, cfg.promote, list(meta.class_names),
-                                   list(serving_meta.class_names) if serving_meta else None)
-        path = report.write_report(out / f"candidate-{Path(candidate).name}", cand_eval,
-                                   f"Evaluation of candidate {candidate}",
-                                   {"name": meta.name, "version": meta.version, "head": meta.head,
-                                    "eval split": eval_set.split_id[:12]},
-                                   comparison_block(decision, serving_meta, eval_set) if serving_meta else None,
-                                   plots=cfg.eval.plots)
-        log(f"report: {path}; promotion rules would " + ("accept" if decision.accept else "refuse") + " it: "
-            + "; ".join(decision.reasons))
-        results["candidate"] = {"path": os.fspath(candidate), "report": os.fspath(path), "evaluation": cand_eval,
-                                "decision": decision.to_dict()}
+        decision = promote.compare(
+            cand_eval,
+            serving_eval,
+            cfg.promote,
+            list(meta.class_names),
+            list(serving_meta.class_names) if serving_meta else None,
+        )
+        path = report.write_report(
+            out / f"candidate-{Path(candidate).name}",
+            cand_eval,
+            f"Evaluation of candidate {candidate}",
+            {"name": meta.name, "version": meta.version, "head": meta.head, "eval split": eval_set.split_id[:12]},
+            comparison_block(decision, serving_meta, eval_set) if serving_meta else None,
+            plots=cfg.eval.plots,
+        )
+        log(
+            f"report: {path}; promotion rules would "
+            + ("accept" if decision.accept else "refuse")
+            + " it: "
+            + "; ".join(decision.reasons)
+        )
+        results["candidate"] = {
+            "path": os.fspath(candidate),
+            "report": os.fspath(path),
+            "evaluation": cand_eval,
+            "decision": decision.to_dict(),
+        }
     (out / "summary.json").parent.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(report._json_safe(
-        {k: {kk: vv for kk, vv in v.items() if kk != "evaluation"} for k, v in results.items()}), indent=2) + "\n")
+    (out / "summary.json").write_text(
+        json.dumps(
+            report._json_safe({k: {kk: vv for kk, vv in v.items() if kk != "evaluation"} for k, v in results.items()}),
+            indent=2,
+        )
+        + "\n"
+    )
     return results

@@ -81,8 +81,7 @@ def serialize(example: Example, encoded: bytes | None = None) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
-def write_shards(out_dir: str | os.PathLike[str], records: Iterable[bytes], count: int,
-                 per_shard: int) -> list[dict]:
+def write_shards(out_dir: str | os.PathLike[str], records: Iterable[bytes], count: int, per_shard: int) -> list[dict]:
     """Writes serialized examples into part-NNNNN-of-MMMMM.tfrecord files; returns
     [{"file", "records"}] with paths relative to out_dir's parent."""
     import tensorflow as tf

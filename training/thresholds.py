@@ -54,8 +54,10 @@ def choose_thresholds(
     scores = np.asarray(scores)
     labels = np.asarray(labels)
     thresholds: dict[str, dict[str, float]] = {}
-    report: dict[str, Any] = {"review_target_fpr": review_fpr if isinstance(review_fpr, float | int) else
-                              dict(review_fpr), "block_target_fpr": block_fpr}
+    report: dict[str, Any] = {
+        "review_target_fpr": review_fpr if isinstance(review_fpr, float | int) else dict(review_fpr),
+        "block_target_fpr": block_fpr,
+    }
     for c, name in enumerate(class_names):
         if name == benign_class:
             continue

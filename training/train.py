@@ -102,8 +102,9 @@ def build_float32_model(cfg: Config, weights: list[np.ndarray] | None = None) ->
     """The network as served (float32), optionally with trained weights."""
     from model.network import build_model
 
-    model = build_model(list(cfg.data.class_names), input_size=cfg.data.input_size, head=cfg.train.head,
-                        dropout=cfg.train.dropout)
+    model = build_model(
+        list(cfg.data.class_names), input_size=cfg.data.input_size, head=cfg.train.head, dropout=cfg.train.dropout
+    )
     if weights is not None:
         model.set_weights(weights)
     return model
@@ -198,8 +199,16 @@ class Progress:
         self.start_step = None
         self.last = 0.0
 
-    def update(self, epoch: int, epochs: int, step_in_epoch: int, steps_per_epoch: int, global_step: int,
-               loss: float, accuracy: float) -> None:
+    def update(
+        self,
+        epoch: int,
+        epochs: int,
+        step_in_epoch: int,
+        steps_per_epoch: int,
+        global_step: int,
+        loss: float,
+        accuracy: float,
+    ) -> None:
         now = time.monotonic()
         if self.start_step is None:
             # The first step of a (re)started run includes graph tracing: the rate starts after it.
@@ -223,8 +232,11 @@ class Progress:
 
 def _clock(seconds: float) -> str:
     seconds = max(0, int(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else f"{seconds // 60}:{seconds % 60:02d}"
+    )
 
 
 def _scalar(name: str, value: float) -> None:
@@ -246,9 +258,13 @@ def _training_fingerprint(cfg: Config, manifest: dict) -> dict:
     # What a resumed run must share with the interrupted one; eval/promote settings do not
     # change training and may differ.
     data = cfg.to_dict()
-    return {"data": data["data"], "augment": data["augment"], "train": data["train"],
-            "dataset_labels_sha256": manifest["labels_sha256"],
-            "dataset_eval_split_id": manifest["split"]["eval_split_id"]}
+    return {
+        "data": data["data"],
+        "augment": data["augment"],
+        "train": data["train"],
+        "dataset_labels_sha256": manifest["labels_sha256"],
+        "dataset_eval_split_id": manifest["split"]["eval_split_id"],
+    }
 
 
 def prepare_run_dir(run_dir: Path, cfg: Config, manifest: dict, restart: bool) -> None:
@@ -263,22 +279,33 @@ def prepare_run_dir(run_dir: Path, cfg: Config, manifest: dict, restart: bool) -
         previous = json.loads(config_path.read_text())
         if previous.get("fingerprint") != fingerprint:
             changed = sorted(k for k in fingerprint if previous.get("fingerprint", {}).get(k) != fingerprint[k])
-            raise ValueError(f"{run_dir} holds a run with other settings or data ({', '.join(changed)} differ); "
-                             "resume with the same ones, use another run directory, or --restart")
+            raise ValueError(
+                f"{run_dir} holds a run with other settings or data ({', '.join(changed)} differ); "
+                "resume with the same ones, use another run directory, or --restart"
+            )
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_file(config_path, lambda p: p.write_text(json.dumps(
-        {"config": cfg.to_dict(), "fingerprint": fingerprint}, indent=2) + "\n"))
+    _atomic_file(
+        config_path,
+        lambda p: p.write_text(json.dumps({"config": cfg.to_dict(), "fingerprint": fingerprint}, indent=2) + "\n"),
+    )
 
 
-def train(dataset_dir: str | os.PathLike[str], run_dir: str | os.PathLike[str], cfg: Config,
-          log: Log = print, restart: bool = False) -> TrainResult:
+def train(
+    dataset_dir: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str],
+    cfg: Config,
+    log: Log = print,
+    restart: bool = False,
+) -> TrainResult:
     """Trains (or resumes training) on the dataset's train split; returns the best weights."""
     run_dir = Path(run_dir)
     manifest = dataset_builder.load_manifest(dataset_dir)
     if tuple(manifest["class_names"]) != tuple(cfg.data.class_names) or manifest["input_size"] != cfg.data.input_size:
-        raise ValueError(f"dataset {dataset_dir} has classes {manifest['class_names']} at {manifest['input_size']} "
-                         f"pixels; the config says {list(cfg.data.class_names)} at {cfg.data.input_size}")
+        raise ValueError(
+            f"dataset {dataset_dir} has classes {manifest['class_names']} at {manifest['input_size']} "
+            f"pixels; the config says {list(cfg.data.class_names)} at {cfg.data.input_size}"
+        )
     prepare_run_dir(run_dir, cfg, manifest, restart)
     precision = resolve_precision(cfg.train.precision)
     stop_split = "validation" if dataset_builder.split_size(manifest, "validation") else "eval"
@@ -286,8 +313,9 @@ def train(dataset_dir: str | os.PathLike[str], run_dir: str | os.PathLike[str], 
     if done_path.is_file():
         state = LoopState.from_dict(json.loads(done_path.read_text())["state"])
         log(f"{run_dir}: training already finished at step {state.global_step}; using its best weights")
-        return TrainResult(run_dir, _load_arrays(run_dir / BEST_WEIGHTS), state, state.global_step, stop_split,
-                           precision)
+        return TrainResult(
+            run_dir, _load_arrays(run_dir / BEST_WEIGHTS), state, state.global_step, stop_split, precision
+        )
 
     configure_tensorflow(cfg.data.seed)
     import keras
@@ -313,12 +341,15 @@ def train(dataset_dir: str | os.PathLike[str], run_dir: str | os.PathLike[str], 
         keras.mixed_precision.set_global_policy(policy)
     warmup = round(t.warmup_fraction * total_steps)
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=t.learning_rate * (0.1 if warmup else 1.0), decay_steps=max(1, total_steps - warmup),
-        alpha=t.min_lr_fraction, warmup_target=t.learning_rate if warmup else None, warmup_steps=warmup)
+        initial_learning_rate=t.learning_rate * (0.1 if warmup else 1.0),
+        decay_steps=max(1, total_steps - warmup),
+        alpha=t.min_lr_fraction,
+        warmup_target=t.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
     optimizer = keras.optimizers.Adam(schedule)
     optimizer.build(model.trainable_variables)
-    loss_fn = (keras.losses.BinaryCrossentropy() if t.head == "sigmoid"
-               else keras.losses.SparseCategoricalCrossentropy())
+    loss_fn = keras.losses.BinaryCrossentropy() if t.head == "sigmoid" else keras.losses.SparseCategoricalCrossentropy()
 
     state = LoopState()
     resumed_from = 0
@@ -327,12 +358,16 @@ def train(dataset_dir: str | os.PathLike[str], run_dir: str | os.PathLike[str], 
         _, path = checkpoints[-1]
         state = restore_checkpoint(path, model, optimizer)
         resumed_from = state.global_step
-        log(f"resuming from checkpoint {path.name}: epoch {state.epoch + 1}, step {state.step_in_epoch}/"
-            f"{steps_per_epoch} of it, global step {state.global_step}/{total_steps}")
+        log(
+            f"resuming from checkpoint {path.name}: epoch {state.epoch + 1}, step {state.step_in_epoch}/"
+            f"{steps_per_epoch} of it, global step {state.global_step}/{total_steps}"
+        )
     else:
-        log(f"training {t.head} head from scratch: {n_train} images {dict(zip(class_names, counts, strict=True))}, "
+        log(
+            f"training {t.head} head from scratch: {n_train} images {dict(zip(class_names, counts, strict=True))}, "
             f"{steps_per_epoch} steps/epoch x {t.epochs} epochs, batch {t.batch_size}, {precision}, "
-            f"balance={t.balance}, early stopping on {stop_split}")
+            f"balance={t.balance}, early stopping on {stop_split}"
+        )
 
     def correct(y, pred):
         truth = tf.argmax(y, axis=-1, output_type=tf.int32) if t.head == "sigmoid" else tf.cast(y, tf.int32)
@@ -356,8 +391,10 @@ def train(dataset_dir: str | os.PathLike[str], run_dir: str | os.PathLike[str], 
             per_example = keras.losses.sparse_categorical_crossentropy(y, pred)
         return tf.reduce_sum(per_example), correct(y, pred)
 
-    writers = {name: tf.summary.create_file_writer(os.fspath(run_dir / "tensorboard" / name))
-               for name in ("train", "validation")}
+    writers = {
+        name: tf.summary.create_file_writer(os.fspath(run_dir / "tensorboard" / name))
+        for name in ("train", "validation")
+    }
     progress = Progress(log, total_steps, t.log_every_s)
     run_start = time.monotonic() - state.train_seconds
 
@@ -379,8 +416,15 @@ def train(dataset_dir: str | os.PathLike[str], run_dir: str | os.PathLike[str], 
             loss_sum += float(loss) * batch
             correct_sum += float(right)
             seen += batch
-            progress.update(epoch, t.epochs, state.step_in_epoch, steps_per_epoch, state.global_step,
-                            loss_sum / seen, correct_sum / seen)
+            progress.update(
+                epoch,
+                t.epochs,
+                state.step_in_epoch,
+                steps_per_epoch,
+                state.global_step,
+                loss_sum / seen,
+                correct_sum / seen,
+            )
             if state.global_step % t.tensorboard_every_steps == 0:
                 with writers["train"].as_default(step=state.global_step):
                     _scalar("loss", float(loss))
@@ -400,27 +444,39 @@ def train(dataset_dir: str | os.PathLike[str], run_dir: str | os.PathLike[str], 
             _scalar("loss", val_loss)
             _scalar("accuracy", val_acc)
         improved = val_loss < state.best_loss - t.early_stopping_min_delta
-        state.history.append({"epoch": epoch + 1, "step": state.global_step,
-                              "train_loss": loss_sum / max(seen, 1) if seen else None,
-                              "train_accuracy": correct_sum / max(seen, 1) if seen else None,
-                              f"{stop_split}_loss": val_loss, f"{stop_split}_accuracy": val_acc})
+        state.history.append(
+            {
+                "epoch": epoch + 1,
+                "step": state.global_step,
+                "train_loss": loss_sum / max(seen, 1) if seen else None,
+                "train_accuracy": correct_sum / max(seen, 1) if seen else None,
+                f"{stop_split}_loss": val_loss,
+                f"{stop_split}_accuracy": val_acc,
+            }
+        )
         if improved:
             state.best_loss, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
             _atomic_file(run_dir / BEST_WEIGHTS, lambda p: _save_arrays(p, model.get_weights()))
         else:
             state.bad_epochs += 1
-        log(f"epoch {epoch + 1}/{t.epochs}: {stop_split} loss {val_loss:.4f} accuracy {val_acc:.4f}"
-            + (" (best so far)" if improved else f" (no improvement for {state.bad_epochs} epoch(s))"))
+        log(
+            f"epoch {epoch + 1}/{t.epochs}: {stop_split} loss {val_loss:.4f} accuracy {val_acc:.4f}"
+            + (" (best so far)" if improved else f" (no improvement for {state.bad_epochs} epoch(s))")
+        )
         state.epoch, state.step_in_epoch = epoch + 1, 0
         if state.bad_epochs >= t.early_stopping_patience and state.epoch < t.epochs:
             state.stopped_early = True
-            log(f"early stopping: {stop_split} loss has not improved for {state.bad_epochs} epochs; "
-                f"keeping epoch {state.best_epoch + 1}")
+            log(
+                f"early stopping: {stop_split} loss has not improved for {state.bad_epochs} epochs; "
+                f"keeping epoch {state.best_epoch + 1}"
+            )
         checkpoint()
 
     for writer in writers.values():
         writer.flush()
     state.train_seconds = time.monotonic() - run_start
-    _atomic_file(done_path, lambda p: p.write_text(
-        json.dumps({"state": state.to_dict(), "resumed_from": resumed_from}, indent=2) + "\n"))
+    _atomic_file(
+        done_path,
+        lambda p: p.write_text(json.dumps({"state": state.to_dict(), "resumed_from": resumed_from}, indent=2) + "\n"),
+    )
     return TrainResult(run_dir, _load_arrays(run_dir / BEST_WEIGHTS), state, resumed_from, stop_split, precision)

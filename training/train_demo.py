@@ -86,9 +86,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     parser.add_argument(
         "--per-class", type=int, help=f"images per class ({DEFAULT_PER_CLASS}; smoke {SMOKE_PER_CLASS})"
     )
-    parser.add_argument(
-        "--epochs", type=int, help=f"training epochs ({DEFAULT_EPOCHS}; smoke {SMOKE_EPOCHS})"
-    )
+    parser.add_argument("--epochs", type=int, help=f"training epochs ({DEFAULT_EPOCHS}; smoke {SMOKE_EPOCHS})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--input-size", type=int, default=128)
     parser.add_argument("--data-dir", type=Path, help="where the demo images go (default data/demo/...)")
@@ -139,7 +137,7 @@ def prepare_data(cfg: RunConfig, log: StepLog) -> DemoData:
     labels = np.array([demo_data.CLASS_NAMES.index(r.label) for r in rows])
     train_idx, held_idx = split_by_post([r.post_id for r in rows], labels, HELD_OUT_FRACTION, cfg.seed)
     log(
-        f"decoded with server.decode to {images.shape[1:]}; split by post: {len(train_idx)} train, "
+        f"decoded with model.preprocess to {images.shape[1:]}; split by post: {len(train_idx)} train, "
         f"{len(held_idx)} held out"
     )
     return DemoData(rows, images, labels, train_idx, held_idx)

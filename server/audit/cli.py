@@ -44,7 +44,7 @@ def import_verdicts(args: argparse.Namespace) -> int:
         # One transaction per chunk: a label that is no class of its record fails that chunk
         # only; re-running the import after a fix is harmless (applied verdicts are UNCHANGED).
         for start in range(0, len(verdicts), IMPORT_CHUNK):
-            for result in store.submit_verdicts(verdicts[start:start + IMPORT_CHUNK], overwrite=args.overwrite):
+            for result in store.submit_verdicts(verdicts[start : start + IMPORT_CHUNK], overwrite=args.overwrite):
                 counts[result.outcome.value] += 1
                 if result.outcome in (VerdictOutcome.NOT_FOUND, VerdictOutcome.CONFLICT):
                     problems.append(f"{result.target}: {result.outcome.value}: {result.message}")
@@ -79,14 +79,16 @@ def export_verdicts(args: argparse.Namespace) -> int:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-    print(f"exported {count} verdicts as {args.format}" + (f" to {args.output}" if args.output else ""),
-          file=sys.stderr)
+    print(
+        f"exported {count} verdicts as {args.format}" + (f" to {args.output}" if args.output else ""), file=sys.stderr
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server.audit.cli", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m server.audit.cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     imp = commands.add_parser("import-verdicts", help="apply verdicts from a JSONL or CSV file")
     imp.add_argument("file")

@@ -87,8 +87,9 @@ class Baseline:
         try:
             return cls.from_metadata(metadata.score_baseline)
         except (ValueError, TypeError, AttributeError) as exc:
-            log.warning("model %s version %s: score_baseline unusable, no PSI: %s", metadata.name,
-                        metadata.version, exc)
+            log.warning(
+                "model %s version %s: score_baseline unusable, no PSI: %s", metadata.name, metadata.version, exc
+            )
             return None
 
     @classmethod
@@ -108,8 +109,12 @@ class Baseline:
             if array.shape != (len(bins) - 1,) or array.sum() <= 0 or np.any(array < 0):
                 raise ValueError(f"score_baseline classes[{name!r}] must be {len(bins) - 1} non-negative counts")
             classes[name] = array
-        return cls(bins, classes, {k: float(v) for k, v in (data.get("decision_mix") or {}).items()},
-                   {k: float(v) for k, v in (data.get("class_mix") or {}).items()})
+        return cls(
+            bins,
+            classes,
+            {k: float(v) for k, v in (data.get("decision_mix") or {}).items()},
+            {k: float(v) for k, v in (data.get("class_mix") or {}).items()},
+        )
 
 
 @dataclass
@@ -144,8 +149,14 @@ def _mix_psi(baseline: dict[str, float], live: dict[str, float]) -> float | None
     return psi([baseline.get(k, 0.0) for k in keys], [live.get(k, 0.0) for k in keys])
 
 
-def window_stats(rows: Sequence[DriftRow], model_name: str, model_version: str, window: str,
-                 metadata: ModelMetadata | None, min_records: int) -> WindowStats:
+def window_stats(
+    rows: Sequence[DriftRow],
+    model_name: str,
+    model_version: str,
+    window: str,
+    metadata: ModelMetadata | None,
+    min_records: int,
+) -> WindowStats:
     """Drift figures of one model version over `rows` (already cut to the window)."""
     stats = WindowStats(model_name, model_version, window, records=len(rows))
     benign = metadata.benign_class if metadata is not None else None
@@ -158,7 +169,7 @@ def window_stats(rows: Sequence[DriftRow], model_name: str, model_version: str, 
         missed = np.array([r.verdict_label != benign for r in judged], dtype=float)
         stats.miss_rate = float((weights * missed).sum() / weights.sum())
         # Kish's effective sample size: unequal weights carry less information than their count.
-        effective_n = float(weights.sum() ** 2 / (weights ** 2).sum())
+        effective_n = float(weights.sum() ** 2 / (weights**2).sum())
         stats.miss_lower, stats.miss_upper = wilson_interval(stats.miss_rate, effective_n)
 
     if len(rows) < min_records:
@@ -176,14 +187,18 @@ def window_stats(rows: Sequence[DriftRow], model_name: str, model_version: str, 
             if not present.any():
                 continue
             # Clip so a score of exactly 1.0 (or a rounding past an edge) lands in an end bin.
-            live, _ = np.histogram(np.clip(values[present], low, high), bins=baseline.bins,
-                                   weights=weights[present])
+            live, _ = np.histogram(np.clip(values[present], low, high), bins=baseline.bins, weights=weights[present])
             stats.psi[name] = psi(expected, live)
     return stats
 
 
-def compute(rows: Sequence[DriftRow], now: float, windows: dict[str, float],
-            metadata_for: Callable[[str, str], ModelMetadata | None], min_records: int) -> list[WindowStats]:
+def compute(
+    rows: Sequence[DriftRow],
+    now: float,
+    windows: dict[str, float],
+    metadata_for: Callable[[str, str], ModelMetadata | None],
+    min_records: int,
+) -> list[WindowStats]:
     """Every (model version, window) with records in it."""
     by_version: dict[tuple[str, str], list[DriftRow]] = {}
     for row in rows:
@@ -220,8 +235,16 @@ class RepositoryBaselines:
 class DriftMonitor:
     """Recomputes the drift and backlog gauges every `interval_s` in a background thread."""
 
-    def __init__(self, store, metrics: Metrics, metadata_for: Callable[[str, str], ModelMetadata | None],
-                 windows: Sequence[str], interval_s: float, min_records: int = 100, max_records: int = 200_000):
+    def __init__(
+        self,
+        store,
+        metrics: Metrics,
+        metadata_for: Callable[[str, str], ModelMetadata | None],
+        windows: Sequence[str],
+        interval_s: float,
+        min_records: int = 100,
+        max_records: int = 200_000,
+    ):
         self._store = store
         self._metrics = metrics
         self._metadata_for = metadata_for

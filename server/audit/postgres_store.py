@@ -59,8 +59,7 @@ class PostgresAuditStore(SQLAuditStore):
     # instead of waiting for them and then finding them leased.
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, url: str, connect_timeout_s: float = 5.0, statement_timeout_s: float = 10.0,
-                 pool_size: int = 4):
+    def __init__(self, url: str, connect_timeout_s: float = 5.0, statement_timeout_s: float = 10.0, pool_size: int = 4):
         self.url = url
         self._conninfo, self.schema = split_url(url)
         self._connect_kwargs = {
@@ -68,7 +67,10 @@ class PostgresAuditStore(SQLAuditStore):
             # A peer that vanished without a reset (network partition) would otherwise hold a
             # query for the kernel's retransmission timeout, ~15 minutes.
             "tcp_user_timeout": int(1000 * statement_timeout_s),
-            "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
             "autocommit": True,
         }
         self._statement_timeout_ms = int(1000 * statement_timeout_s)

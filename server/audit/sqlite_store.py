@@ -22,7 +22,8 @@ def _unavailable(exc: BaseException) -> bool:
     # Locked, busy, I/O error, disk full, corrupt file: the database's trouble, worth retrying.
     # Constraint and programming errors are the data's or the code's, and retrying won't help.
     return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
-        exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.ProgrammingError | sqlite3.NotSupportedError)
+        exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.ProgrammingError | sqlite3.NotSupportedError
+    )
 
 
 class _SQLiteTx:

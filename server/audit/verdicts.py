@@ -22,9 +22,24 @@ from server.errors import InvalidRequest
 MAX_FIELD = 256
 MAX_NOTE = 2000
 # The training pipeline's audit-log columns first, then what helps to trace a label back.
-EXPORT_COLUMNS = ("post_id", "image_id", "image", "label", "label_level", "operator", "time",
-                  "record_id", "request_id", "content_sha256", "model_name", "model_version", "decision",
-                  "top_class", "reason", "note")
+EXPORT_COLUMNS = (
+    "post_id",
+    "image_id",
+    "image",
+    "label",
+    "label_level",
+    "operator",
+    "time",
+    "record_id",
+    "request_id",
+    "content_sha256",
+    "model_name",
+    "model_version",
+    "decision",
+    "top_class",
+    "reason",
+    "note",
+)
 FORMATS = ("jsonl", "csv")
 
 
@@ -101,9 +116,15 @@ def _verdict_from_fields(fields: dict, where: str, default_operator: str) -> Ver
         judged_at = parse_time(fields.get("time"))
     except ValueError as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
-    return Verdict(label=text("label"), operator=text("operator") or default_operator, record_id=text("record_id"),
-                   request_id="" if text("record_id") else text("request_id"),
-                   image_id="" if text("record_id") else text("image_id"), judged_at=judged_at, note=text("note"))
+    return Verdict(
+        label=text("label"),
+        operator=text("operator") or default_operator,
+        record_id=text("record_id"),
+        request_id="" if text("record_id") else text("request_id"),
+        image_id="" if text("record_id") else text("image_id"),
+        judged_at=judged_at,
+        note=text("note"),
+    )
 
 
 def read_verdicts(path: str | Path, fmt: str = "auto", default_operator: str = "") -> list[Verdict]:
@@ -139,14 +160,23 @@ def read_verdicts(path: str | Path, fmt: str = "auto", default_operator: str = "
 def export_row(record: StoredRecord) -> dict[str, str]:
     """One training label: image-level, since operators judge each image of a post."""
     return {
-        "post_id": record.post_id, "image_id": record.image_id,
+        "post_id": record.post_id,
+        "image_id": record.image_id,
         # Inline images have no URL; content_sha256 still names the bytes.
         "image": record.url,
-        "label": record.verdict_label or "", "label_level": "image", "operator": record.verdict_operator or "",
+        "label": record.verdict_label or "",
+        "label_level": "image",
+        "operator": record.verdict_operator or "",
         "time": iso_time(record.verdict_at) if record.verdict_at is not None else "",
-        "record_id": record.record_id, "request_id": record.request_id, "content_sha256": record.content_sha256,
-        "model_name": record.model_name, "model_version": record.model_version, "decision": record.decision,
-        "top_class": record.top_class, "reason": record.reason, "note": record.verdict_note or "",
+        "record_id": record.record_id,
+        "request_id": record.request_id,
+        "content_sha256": record.content_sha256,
+        "model_name": record.model_name,
+        "model_version": record.model_version,
+        "decision": record.decision,
+        "top_class": record.top_class,
+        "reason": record.reason,
+        "note": record.verdict_note or "",
     }
 
 

@@ -129,7 +129,7 @@ class SpillFile:
                     # Only a line torn by a crash mid-append can be unreadable.
                     log.error("spill file %s line %d unreadable, skipped: %s", self.path, number, exc)
             for start in range(0, len(records), batch_size):
-                write(records[start:start + batch_size])
+                write(records[start : start + batch_size])
             with open(self.path, "r+b") as f:
                 f.truncate(0)
                 os.fsync(f.fileno())
@@ -152,8 +152,11 @@ class AuditWriter:
         self._retry_at = time.monotonic()  # a spill left by the last run is replayed at once
         metrics.audit_spill_pending.set(self._spill_pending)
         if self._spill_pending:
-            log.warning("audit spill file %s holds %d records from an earlier run; replaying",
-                        self.spill.path, self._spill_pending)
+            log.warning(
+                "audit spill file %s holds %d records from an earlier run; replaying",
+                self.spill.path,
+                self._spill_pending,
+            )
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
@@ -238,8 +241,9 @@ class AuditWriter:
                     self._reject(record, one)
 
     def _reject(self, record: AuditRecord, exc: Exception) -> None:
-        log.error("audit record %s refused by the store, set aside in %s: %s", record.record_id,
-                  self.rejected_path, exc)
+        log.error(
+            "audit record %s refused by the store, set aside in %s: %s", record.record_id, self.rejected_path, exc
+        )
         self._metrics.audit_dropped.inc()
         try:
             with open(self.rejected_path, "a") as f:
@@ -253,8 +257,12 @@ class AuditWriter:
             try:
                 self._write_through(batch)
             except AuditStoreUnavailable as exc:
-                log.error("audit write of %d records failed, spilling to %s until the store is back: %s",
-                          len(batch), self.spill.path, exc)
+                log.error(
+                    "audit write of %d records failed, spilling to %s until the store is back: %s",
+                    len(batch),
+                    self.spill.path,
+                    exc,
+                )
                 self._metrics.audit_store_up.set(0)
                 self._retry_delay = self._config.retry_initial_s
                 self._retry_at = time.monotonic() + self._retry_delay
@@ -281,11 +289,16 @@ class AuditWriter:
             self._metrics.audit_store_up.set(0)
             self._retry_delay = min(self._config.retry_max_s, self._retry_delay * 2)
             self._retry_at = time.monotonic() + self._retry_delay
-            log.warning("audit store still unavailable (%s); %d records spilled, next try in %.1fs",
-                        exc, self._spill_pending, self._retry_delay)
+            log.warning(
+                "audit store still unavailable (%s); %d records spilled, next try in %.1fs",
+                exc,
+                self._spill_pending,
+                self._retry_delay,
+            )
             return
-        log.info("audit store is back: replayed %d spilled records in %.2fs", len(records),
-                 time.perf_counter() - started)
+        log.info(
+            "audit store is back: replayed %d spilled records in %.2fs", len(records), time.perf_counter() - started
+        )
         self._metrics.audit_store_up.set(1)
         self._metrics.audit_replayed.inc(len(records))
         self._count_written(records)

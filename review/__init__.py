@@ -1,0 +1,1 @@
+"""The operators' review tool: `python -m review` (docs/review-tool.md)."""

@@ -1,1 +1,0 @@
-"""The operators' review tool: `python -m server.review` (docs/review-tool.md)."""
