@@ -20,7 +20,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from server.errors import ImageError, ImageErrorCode
+from model.errors import ImageError, ImageErrorCode
 
 # Pillow's own bomb check would raise (or warn) past its limit; ours runs first and is the
 # configured one, so switch Pillow's off rather than having two limits that disagree.

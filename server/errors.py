@@ -1,34 +1,33 @@
-"""Typed exceptions of the core. The gRPC layer maps them to status codes in one place
-(server/api/moderation.py); nothing else in the core knows about gRPC."""
+"""Typed exceptions of the core, mapped to status codes in one place (server/api/moderation.py
+for gRPC); nothing else in the core knows about gRPC.
+
+    ImageError                 one image's problem -> that image's status (model.errors; re-exported)
+    ModerationError            the whole call's problem -> the call's status code
+     ├── InvalidRequest        INVALID_ARGUMENT: malformed request, the message names the field
+     ├── Overloaded            RESOURCE_EXHAUSTED: too many calls or queued images; back off and retry
+     ├── ModelUnavailable      UNAVAILABLE: no model loaded yet, or draining
+     ├── DeadlineExceeded      DEADLINE_EXCEEDED
+     ├── NotFound              NOT_FOUND: an unknown model, version or signature
+     ├── Unauthenticated       UNAUTHENTICATED: missing or wrong credentials
+     └── AuditStoreUnavailable UNAVAILABLE: the audit database cannot be reached; retry later
+"""
 
 from __future__ import annotations
 
-import enum
+from model.errors import ImageError, ImageErrorCode
 
-
-class ImageErrorCode(enum.Enum):
-    """What went wrong with one image. Names match the proto's ImageStatusCode minus the
-    `IMAGE_` prefix, so the mapping is by name."""
-
-    FETCH_FAILED = "FETCH_FAILED"
-    FETCH_TIMEOUT = "FETCH_TIMEOUT"
-    HTTP_ERROR = "HTTP_ERROR"
-    TOO_LARGE = "TOO_LARGE"
-    UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
-    CORRUPT = "CORRUPT"
-    TOO_MANY_PIXELS = "TOO_MANY_PIXELS"
-    DESTINATION_NOT_ALLOWED = "DESTINATION_NOT_ALLOWED"
-    INFERENCE_FAILED = "INFERENCE_FAILED"
-
-
-class ImageError(Exception):
-    """A problem with one image: becomes that image's status, never the whole call's."""
-
-    def __init__(self, code: ImageErrorCode, message: str, http_status: int = 0):
-        super().__init__(f"{code.value}: {message}")
-        self.code = code
-        self.message = message
-        self.http_status = http_status
+__all__ = [
+    "AuditStoreUnavailable",
+    "DeadlineExceeded",
+    "ImageError",
+    "ImageErrorCode",
+    "InvalidRequest",
+    "ModelUnavailable",
+    "ModerationError",
+    "NotFound",
+    "Overloaded",
+    "Unauthenticated",
+]
 
 
 class ModerationError(Exception):
