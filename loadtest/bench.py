@@ -452,7 +452,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"no model under {repo}/{args.name}: run `make model` first")
     metadata = load_metadata(version_dir)
     size = metadata.input_size
-    onnx_file = str(version_dir / metadata.engines["onnx"]["file"])
+    onnx = metadata.engines.onnx
+    assert onnx is not None, f"{version_dir} has no ONNX model"
+    onnx_file = str(version_dir / onnx.file)
     images = ensure_images(args.images)
     photos = images.bytes_of("photo")
     info = cpu_info()
@@ -490,11 +492,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     engine[f"1_process_x_{cores}threads"] = round(
         engine_images_per_s(onnx_file, size, best_batch, cores, args.engine_s), 1
     )
-    int8 = (metadata.engines or {}).get("onnx_int8") or {}
-    int8_ok = bool(int8.get("accepted")) and (version_dir / int8.get("file", "")).is_file()
-    if int8_ok:
+    int8 = metadata.engines.onnx_int8
+    int8_ok = int8 is not None and int8.accepted and (version_dir / int8.file).is_file()
+    if int8 is not None and int8_ok:
         engine[f"int8_{cores}_processes_x_1thread"] = round(
-            engine_processes_images_per_s(str(version_dir / int8["file"]), size, best_batch, cores, args.engine_s), 1
+            engine_processes_images_per_s(str(version_dir / int8.file), size, best_batch, cores, args.engine_s), 1
         )
     raw = max(engine[f"{cores}_processes_x_1thread"], engine[f"1_process_x_{cores}threads"])
     engine["raw_images_per_s"] = raw

@@ -56,7 +56,7 @@ class ModerationModel(kserve.Model):
         self.size = (metadata.input_size, metadata.input_size)
         self.classes = len(metadata.class_names)
         self.decode = DecodeConfig()
-        self.engine = OnnxEngine(str(Path(self.version_dir) / metadata.engines["onnx"]["file"]), threads=1)
+        self.engine = OnnxEngine(str(Path(self.version_dir) / metadata.engines.onnx.file), threads=1)
         # The first run of a session allocates its buffers: keep that out of the first request.
         self.engine.predict(np.zeros((1, *self.size, 3), dtype=np.uint8))
         self.ready = True
@@ -87,7 +87,7 @@ class ModerationModel(kserve.Model):
         content = base64.b64decode(item) if isinstance(item, str) else bytes(item)
         result = process_batch(self.engine, [content], self.size, self.decode)[0]
         if result.error is not None:
-            raise InvalidInput(f"{result.error[0]}: {result.error[1]}")
+            raise InvalidInput(f"{result.error.code.value}: {result.error.message}")
         scores = result.scores.reshape(1, self.classes)
         return InferResponse(
             response_id=payload.id,

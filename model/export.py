@@ -23,7 +23,10 @@ from model.repository import (
     ONNX_FILE,
     OUTPUT_NAME,
     SIGNATURE_NAME,
+    Engines,
     ModelMetadata,
+    OnnxEntry,
+    SavedModelEntry,
     publish_version,
 )
 
@@ -91,16 +94,13 @@ def export_version(
         for engine, diff in (("savedmodel", saved_diff), ("onnx", onnx_diff)):
             if not diff <= MAX_ENGINE_DIFF:  # also catches NaN
                 raise RuntimeError(f"{engine} differs from Keras by {diff:.3g} > {MAX_ENGINE_DIFF}")
-        engines = {
-            "savedmodel": {
-                "signature": SIGNATURE_NAME,
-                "input": INPUT_NAME,
-                "output": OUTPUT_NAME,
-                "max_abs_diff": saved_diff,
-            },
-            "onnx": {"file": ONNX_FILE, "opset": OPSET, "max_abs_diff": onnx_diff},
-            "parity_images": len(images),
-        }
+        engines = Engines(
+            savedmodel=SavedModelEntry(
+                signature=SIGNATURE_NAME, input=INPUT_NAME, output=OUTPUT_NAME, max_abs_diff=saved_diff
+            ),
+            onnx=OnnxEntry(file=ONNX_FILE, opset=OPSET, max_abs_diff=onnx_diff),
+            parity_images=len(images),
+        )
         for subdir, source in (extra_dirs or {}).items():
             shutil.copytree(source, tmp_dir / subdir)
         final = dataclasses.replace(metadata, name=name, version=version, engines=engines)

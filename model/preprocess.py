@@ -77,7 +77,7 @@ def decode_image(data: bytes, size: tuple[int, int], config: DecodeConfig = Deco
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data), formats=[fmt])
+            img: Image.Image = Image.open(io.BytesIO(data), formats=[fmt])
             pixels = img.width * img.height
             if pixels > config.max_pixels:
                 raise ImageError(

@@ -8,7 +8,7 @@ Layout, as TensorFlow Serving expects it::
                                             images: uint8 [None, None, None, 3]
                                             -> scores: float32 [None, num_classes]
         model.onnx                          same computation; input fixed at input_size
-        model.int8.onnx                     optional, added later by `python -m training.quantize`
+        model.int8.onnx                     optional, added later by `python -m training quantize`
         metadata.json                       ModelMetadata
 
 A version directory only ever appears complete: it is built under a `.tmp-*` name in the same
@@ -25,13 +25,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 METADATA_FILE = "metadata.json"
 ONNX_FILE = "model.onnx"
-# Optional: the statically quantised copy `python -m training.quantize` adds (metadata engines.onnx_int8).
+# Optional: the statically quantised copy `python -m training quantize` adds (metadata engines.onnx_int8).
 INT8_FILE = "model.int8.onnx"
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "images"
@@ -41,6 +41,151 @@ TEMP_PREFIX = ".tmp-"
 FORMAT_VERSION = 1
 
 THRESHOLD_KINDS = ("review", "block")
+
+
+_Entry = TypeVar("_Entry", "SavedModelEntry", "OnnxEntry", "Int8Entry")
+
+
+def _entry_from_dict(cls: type[_Entry], data: Any, where: str) -> _Entry:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"metadata engines.{where} must be an object, not {type(data).__name__}")
+    known = {f.name for f in fields(cls)} - {"extra"}
+    # Keys written by newer code are kept (and written back), not dropped: an older quantizer
+    # rewriting a newer version's metadata must not lose what it does not know.
+    extra = {k: v for k, v in data.items() if k not in known}
+    return cls(**{k: v for k, v in data.items() if k in known}, extra=extra)
+
+
+def _entry_to_dict(entry: Any) -> dict[str, Any]:
+    data = {f.name: getattr(entry, f.name) for f in fields(entry) if f.name != "extra"}
+    return {**entry.extra, **data}
+
+
+@dataclass(frozen=True)
+class SavedModelEntry:
+    """engines.savedmodel: the SavedModel in the version directory itself."""
+
+    signature: str = SIGNATURE_NAME
+    input: str = INPUT_NAME
+    output: str = OUTPUT_NAME
+    # Largest |score difference| from the Keras model at export; None: not measured.
+    max_abs_diff: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SavedModelEntry:
+        return _entry_from_dict(cls, data, "savedmodel")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _entry_to_dict(self)
+
+
+@dataclass(frozen=True)
+class OnnxEntry:
+    """engines.onnx: the float32 ONNX file and its export-time parity with Keras."""
+
+    # Relative to the version directory; empty: none recorded.
+    file: str = ""
+    opset: int | None = None
+    max_abs_diff: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> OnnxEntry:
+        return _entry_from_dict(cls, data, "onnx")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _entry_to_dict(self)
+
+    def passed_parity(self, tolerance: float) -> bool:
+        # Unmeasured or NaN fails: only a measured difference within the tolerance passes.
+        return bool(self.file) and self.max_abs_diff is not None and self.max_abs_diff <= tolerance
+
+
+@dataclass(frozen=True)
+class Int8Entry:
+    """engines.onnx_int8: the statically quantised copy and the evaluation that accepted or
+    refused it (training/quantize.py writes it; the server's onnx_int8 engine reads it)."""
+
+    file: str = ""
+    sha256: str = ""
+    source_sha256: str = ""
+    accepted: bool = False
+    reasons: list[str] = field(default_factory=list)
+    auc_margin: float | None = None
+    auc: dict[str, float] = field(default_factory=dict)
+    auc_fp32: dict[str, float] = field(default_factory=dict)
+    # NaN when no class's AUC was measurable; None in entries that never recorded it.
+    max_auc_drop: float | None = None
+    max_abs_diff: float | None = None
+    top_class_agreement: float | None = None
+    decision_agreement: float | None = None
+    eval_images: int = 0
+    eval_source: dict[str, Any] = field(default_factory=dict)
+    calibration_images: int = 0
+    images_per_s_1thread: dict[str, float] = field(default_factory=dict)
+    speed_batch: int | None = None
+    load_average_1min: float | None = None
+    cpu_flags: list[str] = field(default_factory=list)
+    onnxruntime: str = ""
+    created_at: str = ""
+    format: str = ""
+    per_channel: bool | None = None
+    reduce_range: bool | None = None
+    activations: str = ""
+    weights: str = ""
+    calibration_method: str = ""
+    float_nodes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Int8Entry:
+        return _entry_from_dict(cls, data, "onnx_int8")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _entry_to_dict(self)
+
+
+_ENGINE_KEYS = ("savedmodel", "onnx", "onnx_int8", "parity_images")
+
+
+@dataclass(frozen=True)
+class Engines:
+    """metadata.json's `engines`: what each engine finds in the version directory. Read and
+    written as the same JSON object as before (keys savedmodel, onnx, onnx_int8,
+    parity_images); an entry that is absent is None, keys this code does not know are kept."""
+
+    savedmodel: SavedModelEntry | None = None
+    onnx: OnnxEntry | None = None
+    onnx_int8: Int8Entry | None = None
+    # How many images the export compared the engines with Keras on.
+    parity_images: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Engines:
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ValueError(f"metadata engines must be an object, not {type(data).__name__}")
+        present = {k: v for k, v in data.items() if v is not None}
+        return cls(
+            savedmodel=SavedModelEntry.from_dict(present["savedmodel"]) if "savedmodel" in present else None,
+            onnx=OnnxEntry.from_dict(present["onnx"]) if "onnx" in present else None,
+            onnx_int8=Int8Entry.from_dict(present["onnx_int8"]) if "onnx_int8" in present else None,
+            parity_images=int(present["parity_images"]) if "parity_images" in present else None,
+            extra={k: v for k, v in data.items() if k not in _ENGINE_KEYS},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(self.extra)
+        for key in _ENGINE_KEYS[:3]:
+            entry = getattr(self, key)
+            if entry is not None:
+                data[key] = entry.to_dict()
+        if self.parity_images is not None:
+            data["parity_images"] = self.parity_images
+        return data
 
 
 @dataclass(frozen=True)
@@ -75,13 +220,16 @@ class ModelMetadata:
     created_at: str
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
-    engines: dict[str, Any] = field(default_factory=dict)
+    engines: Engines = field(default_factory=Engines)
     score_baseline: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
         # JSON gives lists; a tuple keeps the frozen object's class order immutable.
         object.__setattr__(self, "class_names", tuple(self.class_names))
+        # A plain mapping (the JSON object, or a caller's dict) becomes the typed entries.
+        if not isinstance(self.engines, Engines):
+            object.__setattr__(self, "engines", Engines.from_dict(self.engines))
         self.validate()
 
     def validate(self) -> None:
@@ -117,6 +265,7 @@ class ModelMetadata:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["class_names"] = list(self.class_names)
+        data["engines"] = self.engines.to_dict()
         return data
 
     @classmethod
@@ -126,6 +275,7 @@ class ModelMetadata:
         # a version written by newer training code that only added fields.
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["thresholds"] = {c: {k: float(v) for k, v in levels.items()} for c, levels in data["thresholds"].items()}
+        kwargs["engines"] = Engines.from_dict(data.get("engines"))
         return cls(**kwargs)
 
     def to_json(self) -> str:

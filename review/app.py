@@ -109,7 +109,7 @@ def _epoch(stamp) -> float:
 
 
 def _split(values: Iterable[str]) -> list[str]:
-    out = []
+    out: list[str] = []
     for value in values:
         out.extend(part.strip() for part in value.split(",") if part.strip())
     return out
@@ -187,6 +187,18 @@ class ReviewApp:
         self.port: int | None = None
         self._index = (STATIC / "index.html").read_text()
         self._login = (STATIC / "login.html").read_text()
+
+    @property
+    def _audit(self) -> AuditClient:
+        if self.client is None:
+            raise RuntimeError("ReviewApp.start() has not run")
+        return self.client
+
+    @property
+    def _images(self) -> ImageCache:
+        if self.images is None:
+            raise RuntimeError("ReviewApp.start() has not run")
+        return self.images
 
     def _token(self) -> str:
         if self.cfg.token_file:
@@ -398,7 +410,7 @@ class ReviewApp:
         ids = list(session.leased)
         session.leased.clear()
         for start in range(0, len(ids), MAX_IDS_PER_ACTION):
-            await self.client.release(session.operator, ids[start : start + MAX_IDS_PER_ACTION])
+            await self._audit.release(session.operator, ids[start : start + MAX_IDS_PER_ACTION])
 
     # -- the queue ----------------------------------------------------------------------------
 
@@ -410,13 +422,13 @@ class ReviewApp:
         wanted = apb.ReviewFilter()
         wanted.CopyFrom(flt)
         wanted.exclude_record_ids.extend(skipped)
-        items = await self.client.next_for_review(op, limit, lease_s, wanted)
+        items = await self._audit.next_for_review(op, limit, lease_s, wanted)
         matching = {i.record_id for i in items}
         posts = list(dict.fromkeys(i.post_id for i in items))
         if posts:
             # The rest of each post's waiting images, whatever the filter: an operator judges a
             # post as a whole, and may do so in one action.
-            siblings = await self.client.next_for_review(
+            siblings = await self._audit.next_for_review(
                 op, limit, lease_s, apb.ReviewFilter(post_ids=posts, exclude_record_ids=skipped)
             )
             items += [s for s in siblings if s.record_id not in matching]
@@ -427,12 +439,12 @@ class ReviewApp:
         for rid in dropped:
             session.skipped.pop(rid, None)
         for start in range(0, len(dropped), MAX_IDS_PER_ACTION):
-            await self.client.release(op, dropped[start : start + MAX_IDS_PER_ACTION])
+            await self._audit.release(op, dropped[start : start + MAX_IDS_PER_ACTION])
 
-        post_items = await asyncio.gather(*(self.client.post(p) for p in posts))
+        post_items = await asyncio.gather(*(self._audit.post(p) for p in posts))
         for item in items:
             _remember(session.viewable, item.record_id, (item.url, item.content_sha256))
-        images = await asyncio.gather(*(self.images.get(i.url, i.content_sha256) for i in items))
+        images = await asyncio.gather(*(self._images.get(i.url, i.content_sha256) for i in items))
         by_id = dict(zip((i.record_id for i in items), images, strict=True))
         groups = group(
             [Member(i.record_id, i.content_sha256, by_id[i.record_id]) for i in items], self.cfg.duplicate_distance
@@ -488,7 +500,7 @@ class ReviewApp:
             since_value = float(since) if since else None
         except ValueError:
             raise web.HTTPBadRequest(text="since: epoch seconds expected") from None
-        stats = await self.client.stats(session.operator, since_value, flt)
+        stats = await self._audit.stats(session.operator, since_value, flt)
         return _json({"done": stats.judged_by_operator, "done_all": stats.judged, "left": stats.pending})
 
     # -- actions ------------------------------------------------------------------------------
@@ -523,7 +535,7 @@ class ReviewApp:
                 f"{len(missing)} of these records are not leased to you any more "
                 "(lease ran out or released): reload the queue",
             )
-        results = await self.client.submit(session.operator, [(rid, label) for rid in ids])
+        results = await self._audit.submit(session.operator, [(rid, label) for rid in ids])
         out = []
         for rid, result in zip(ids, results, strict=True):
             outcome = OUTCOMES.get(result.outcome, "unknown")
@@ -539,7 +551,7 @@ class ReviewApp:
         session = self._api_session(request, write=True)
         _, ids = await self._body_ids(request)
         mine = [rid for rid in ids if rid in session.judged]
-        retracted = await self.client.retract(session.operator, mine, self.cfg.lease_s) if mine else []
+        retracted = await self._audit.retract(session.operator, mine, self.cfg.lease_s) if mine else []
         for rid in retracted:
             session.leased[rid] = session.judged.pop(rid)
         return _json({"record_ids": retracted})
@@ -569,7 +581,7 @@ class ReviewApp:
         source = session.viewable.get(request.match_info["record_id"])
         if source is None:
             raise web.HTTPNotFound(text="no such image in your queue")
-        image = await self.images.get(*source)
+        image = await self._images.get(*source)
         if image.jpeg is None:
             raise web.HTTPNotFound(text=image.error)
         return web.Response(

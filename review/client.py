@@ -64,7 +64,8 @@ class AuditClient:
             self._metadata = (("authorization", f"Bearer {token}"),)
 
     async def close(self) -> None:
-        await self._channel.close()
+        # grace=None (cancel what is in flight) spelled out: grpc-stubs declares no default.
+        await self._channel.close(grace=None)
 
     async def _call(self, method, request):
         try:

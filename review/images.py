@@ -20,6 +20,7 @@ import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import cast
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -66,7 +67,7 @@ def prepare(data: bytes, expected_sha256: str, decode: DecodeConfig, max_side: i
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data), formats=[fmt])
+            img: Image.Image = Image.open(io.BytesIO(data), formats=[fmt])
             if img.width * img.height > decode.max_pixels:
                 return ReviewImage(
                     None, f"{img.width}x{img.height} pixels, over the limit of {decode.max_pixels}", changed=changed
@@ -82,13 +83,14 @@ def prepare(data: bytes, expected_sha256: str, decode: DecodeConfig, max_side: i
                 img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
             img = img.convert("RGB")
             img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-            mean = img.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+            # An RGB image's pixel is a 3-tuple; getpixel's type covers every mode.
+            mean = cast(tuple[int, int, int], img.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0)))
             out = io.BytesIO()
             img.save(out, "JPEG", quality=JPEG_QUALITY)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         return ReviewImage(None, f"cannot decode {fmt}: {exc}", changed=changed)
     return ReviewImage(
-        out.getvalue(), dhash=dhash(img), mean_rgb=tuple(mean), changed=changed, width=img.width, height=img.height
+        out.getvalue(), dhash=dhash(img), mean_rgb=mean, changed=changed, width=img.width, height=img.height
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,16 +19,18 @@ from moderation_api.v1 import moderation_pb2 as pb
 from moderation_api.v1 import moderation_pb2_grpc as pb_grpc
 from server.api.audit import SERVICE_NAME as AUDIT_SERVICE_NAME
 from server.api.audit import AuditServicer
-from server.api.moderation import ErrorMappingInterceptor, ModerationServicer
+from server.api.interceptors import server_interceptors
+from server.api.moderation import ModerationServicer
 from server.api.security import load_tokens, server_credentials
 from server.api.tfserving import PredictionServicer
-from server.audit.components import AuditLoop
+from server.audit.components import AuditComponents
 from server.audit.writer import AuditWriter
 from server.config import Config
 from server.errors import ModelUnavailable
 from server.metrics import Metrics
 from server.pipeline.core import ModerationCore
 from server.pipeline.fetch import Fetcher
+from server.pipeline.policy import policy_factory
 from server.serving.model_manager import LoadedModel, ModelManager
 
 log = logging.getLogger("server")
@@ -41,11 +44,12 @@ class Service:
         self.metrics = Metrics()
         self.port: int | None = None
         self.metrics_port: int | None = None
-        self.health = health.aio.HealthServicer()
+        # grpc-stubs (1.53) predates grpc_health's aio module, which grpcio 1.85 has.
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._server: grpc.aio.Server | None = None
-        self._metrics_server = None
+        self._metrics_server: WSGIServer | None = None
         self.audit: AuditWriter | None = None
-        self.audit_loop: AuditLoop | None = None
+        self.audit_components: AuditComponents | None = None
         self.fetcher: Fetcher | None = None
         self.models: ModelManager | None = None
         self.core: ModerationCore | None = None
@@ -63,9 +67,9 @@ class Service:
             )
             self.metrics_port = self._metrics_server.server_port
             self._step("metrics on http://%s:%d/metrics", cfg.server.metrics_host, self.metrics_port)
-        self.audit_loop = AuditLoop(cfg, self.metrics)
-        self.audit_loop.start()
-        self.audit = self.audit_loop.writer
+        self.audit_components = AuditComponents(cfg, self.metrics)
+        self.audit_components.start()
+        self.audit = self.audit_components.writer
         self._step("audit store %s open (sampling %.2f%% of passes)", cfg.audit.url, 100 * cfg.audit.sample_rate)
         self.fetcher = Fetcher(cfg.fetch)
         await self.fetcher.start()
@@ -76,7 +80,12 @@ class Service:
             ",".join(cfg.fetch.allow) or "empty",
         )
         self.models = ModelManager(
-            cfg.model, cfg.batch, cfg.policy, cfg.decode, self.metrics, on_loaded=self._model_loaded
+            cfg.model,
+            cfg.batch,
+            policy_factory(cfg.policy.thresholds),
+            cfg.decode,
+            self.metrics,
+            on_loaded=self._model_loaded,
         )
         self.core = ModerationCore(cfg, self.models, self.fetcher, self.audit, self.metrics)
 
@@ -87,10 +96,10 @@ class Service:
         ]
         tokens = load_tokens(cfg.server.auth_tokens_file) if cfg.server.auth_tokens_file else None
         credentials = server_credentials(cfg.server)
-        self._server = grpc.aio.server(interceptors=[ErrorMappingInterceptor(self.metrics, tokens)], options=options)
+        self._server = grpc.aio.server(interceptors=server_interceptors(self.metrics, tokens), options=options)
         pb_grpc.add_ModerationServicer_to_server(ModerationServicer(self.core), self._server)
         predict_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.core), self._server)
-        audit_pb2_grpc.add_AuditServicer_to_server(AuditServicer(self.audit_loop.service), self._server)
+        audit_pb2_grpc.add_AuditServicer_to_server(AuditServicer(self.audit_components.service), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (
@@ -155,14 +164,15 @@ class Service:
             await self.models.close()
         if self.fetcher:
             await self.fetcher.close()
-        if self.audit_loop:
-            self.audit_loop.close()
+        if self.audit_components:
+            self.audit_components.close()
         if self._metrics_server:
             self._metrics_server.shutdown()
         self._step("stopped")
 
     async def wait(self) -> None:
-        await self._server.wait_for_termination()
+        if self._server is not None:
+            await self._server.wait_for_termination()
 
 
 async def run_until_signalled(service: Service) -> None:

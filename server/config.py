@@ -70,7 +70,7 @@ class ModelConfig:
     name: str = "moderation"
     # auto: ONNX Runtime when the version ships a model.onnx that passed its parity check,
     # else the TensorFlow SavedModel (which costs ~400 MB more per process). Also: onnx,
-    # onnx_int8 (the int8 model `python -m training.quantize` adds; refused unless its evaluation
+    # onnx_int8 (the int8 model `python -m training quantize` adds; refused unless its evaluation
     # accepted it within int8_auc_margin), savedmodel, keras (Keras predict per call: the slow
     # baseline), tfserving (remote).
     engine: str = "auto"
@@ -238,8 +238,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
     environ = os.environ if environ is None else environ
     given = vars(args) if args is not None else {}
-    sections = {}
-    top = {}
+    sections: dict[str, typing.Any] = {}
+    top: dict[str, typing.Any] = {}
     for section in dataclasses.fields(Config):
         kind = _field_types(Config)[section.name]
         if not dataclasses.is_dataclass(kind):

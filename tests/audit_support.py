@@ -59,7 +59,7 @@ def pg_url_fixture() -> Iterator[str]:
         yield with_schema(PG_BASE_URL, schema)
 
 
-@pytest.fixture(name="audit_store", params=["sqlite", "postgresql"])
+@pytest.fixture(name="audit_store", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def audit_store_fixture(request, tmp_path):
     if request.param == "sqlite":
         store = open_store(f"sqlite:///{tmp_path / 'audit.sqlite3'}")

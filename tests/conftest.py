@@ -45,22 +45,32 @@ def model_repo(tmp_path):
 
 @pytest.fixture(scope="session")
 def real_model(tmp_path_factory) -> tuple[Path, Path]:
-    """A real model, built once per test session by the project's own training code (its smoke
-    variant: the same network, data generator, export and metadata as `make model`, on fewer
-    images and one epoch). Returns (model repository, demo data's labels.csv)."""
+    """A real model, built once per test session by the project's own training pipeline (the
+    demo config's smoke variant: the same network, data generator, dataset builder, training
+    loop, export and metadata as `make model`, on fewer images and one epoch). Returns (model
+    repository, demo data's labels.csv)."""
     root = tmp_path_factory.mktemp("real-model")
     out = subprocess.run(
         [
             sys.executable,
             "-m",
-            "training.train_demo",
+            "training",
+            "run",
+            "--config-name",
+            "demo",
+            "--smoke",
+            "--demo-dir",
+            str(root / "data"),
+            "--dataset",
+            str(root / "dataset"),
+            "--run",
+            str(root / "run"),
             "--models",
             str(root / "models"),
             "--name",
             "moderation",
-            "--smoke",
-            "--data-dir",
-            str(root / "data"),
+            "--set",
+            f"promote.log_path={root / 'promotions.jsonl'}",
         ],
         capture_output=True,
         text=True,

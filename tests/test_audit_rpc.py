@@ -5,8 +5,6 @@ operator's label for that image."""
 from __future__ import annotations
 
 import csv
-import importlib
-import inspect
 import json
 import time
 
@@ -22,6 +20,7 @@ from server.audit import cli
 from server.audit.verdicts import EXPORT_COLUMNS
 from tests.conftest import encode
 from tests.harness import ServerThread, make_config
+from training.audit_log import read_verdict_export
 
 GREEN, RED, GREY = (0, 200, 0), (255, 0, 0), (128, 128, 128)
 
@@ -69,23 +68,6 @@ def classify_post(server: ServerThread, image_host) -> pb.ClassifyResponse:
         )
     server.service.audit.flush()
     return response
-
-
-def find_dataset_reader():
-    """training/dataset.py's reader of verdict exports, if it has one yet (being written)."""
-    try:
-        module = importlib.import_module("training.dataset")
-    except ImportError:
-        return None
-    for name, fn in inspect.getmembers(module, inspect.isfunction):
-        lowered = name.lower()
-        if (
-            lowered.startswith(("read", "load"))
-            and ("audit" in lowered or "verdict" in lowered)
-            and fn.__module__ == module.__name__
-        ):
-            return fn
-    return None
 
 
 def test_classify_sample_review_verdict_export_hand_off(audited, image_host, tmp_path):
@@ -178,10 +160,8 @@ def test_classify_sample_review_verdict_export_hand_off(audited, image_host, tmp
     ) == ("post-42", "cat", image_host.url("/green.png"), "sexual", "image", "alice", "2025-10-09T08:53:20.000Z")
     assert row["content_sha256"] == by_id["cat"].content_sha256 and row["note"] == "cropped"
 
-    reader = find_dataset_reader()
-    if reader is not None:
-        dataset = reader(jsonl)
-        assert "cat" in repr(dataset) and "sexual" in repr(dataset), (reader.__name__, dataset)
+    dataset = read_verdict_export(jsonl)
+    assert "cat" in repr(dataset) and "sexual" in repr(dataset), dataset
 
 
 @pytest.mark.parametrize(
@@ -261,7 +241,7 @@ def test_reflection_lists_the_audit_service_and_calls_are_counted(audited):
 
 def test_cli_imports_jsonl_and_csv_verdicts(audited, image_host, tmp_path, capsys):
     classify_post(audited, image_host)
-    store = audited.service.audit_loop.store
+    store = audited.service.audit_components.store
     records = {r.image_id: r for r in store.next_for_review("cli", 10, 1)}
     jsonl = tmp_path / "v.jsonl"
     jsonl.write_text(

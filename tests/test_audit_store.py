@@ -47,6 +47,7 @@ def record(
     )
 
 
+@pytest.mark.postgres
 def test_both_stores_have_the_same_schema(tmp_path):
     sqlite_store = open_store(f"sqlite:///{tmp_path / 'a.sqlite3'}")
     sqlite_store.close()

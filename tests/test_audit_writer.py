@@ -76,6 +76,7 @@ def proxied_pg():
             proxy.stop()
 
 
+@pytest.mark.postgres
 def test_database_down_mid_traffic_loses_nothing_and_writes_nothing_twice(proxied_pg, tmp_path):
     url, proxy, schema = proxied_pg
     metrics = Metrics()
@@ -105,6 +106,7 @@ def test_database_down_mid_traffic_loses_nothing_and_writes_nothing_twice(proxie
     assert writer.spill.count() == 0
 
 
+@pytest.mark.postgres
 def test_close_while_the_database_is_down_spills_and_the_next_start_replays(proxied_pg, tmp_path):
     url, proxy, schema = proxied_pg
     config = AuditConfig(url=url, spill_path=str(tmp_path / "spill.jsonl"), **FAST)
@@ -129,6 +131,7 @@ def test_close_while_the_database_is_down_spills_and_the_next_start_replays(prox
     assert sample(metrics, "moderation_audit_replayed_total") == 50
 
 
+@pytest.mark.postgres
 def test_a_record_the_database_refuses_is_set_aside_without_blocking_the_rest(pg_url, tmp_path):
     metrics = Metrics()
     spill = tmp_path / "spill.jsonl"
@@ -212,6 +215,7 @@ def test_kill_9_loses_at_most_the_last_flush_interval(tmp_path):
     assert not missing, f"{len(missing)} records older than the flush interval were lost"
 
 
+@pytest.mark.postgres
 def test_server_keeps_serving_while_postgresql_is_away_and_loses_no_record(proxied_pg, model_repo, tmp_path):
     url, proxy, schema = proxied_pg
     config = make_config(model_repo, tmp_path / "unused.sqlite3")

@@ -30,7 +30,13 @@ def echo_predict(batches: list[int]):
 
 
 async def with_batcher(predict, config: BatchConfig, body, slots: int = 1):
-    batcher = Batcher(predict, config, Metrics(), slots=slots)
+    """predict: a plain function, run on a thread as the thread runner runs its batches; a
+    failed item's result is its ImageError."""
+
+    async def run(items):
+        return await asyncio.to_thread(predict, items)
+
+    batcher = Batcher(run, config, Metrics(), failed=lambda error: error, slots=slots)
     batcher.start()
     try:
         return await body(batcher)

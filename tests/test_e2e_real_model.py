@@ -20,7 +20,7 @@ from server.serving.engines.onnx_engine import OnnxEngine
 from tests.harness import ServerThread, make_config
 from training.demo_data import read_labels
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

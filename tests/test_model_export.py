@@ -4,6 +4,7 @@ atomic publishing, and the demo training CLI end to end."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +24,16 @@ from model.export import export_version
 from model.network import build_model
 from model.onnx_export import parity, run_onnx, save_onnx
 from model.preprocess import decode_image
-from model.repository import ModelMetadata, latest_version_dir, list_versions, load_metadata, publish_version
+from model.repository import (
+    Engines,
+    Int8Entry,
+    ModelMetadata,
+    OnnxEntry,
+    latest_version_dir,
+    list_versions,
+    load_metadata,
+    publish_version,
+)
 
 CLASSES = ["ham", "sexual", "personal_info"]
 SIZE = 64
@@ -155,10 +165,41 @@ def test_published_metadata_records_version_and_engines(exported):
     assert meta.version == int(exported.name) == 1
     assert meta.class_names == tuple(CLASSES) and meta.benign_class == "ham"
     assert meta.flagged_classes == ("sexual", "personal_info")
-    assert meta.engines["onnx"]["file"] == "model.onnx"
-    assert 0 <= meta.engines["onnx"]["max_abs_diff"] < 1e-4
-    assert meta.engines["savedmodel"]["max_abs_diff"] < 1e-5
+    assert meta.engines.onnx.file == "model.onnx"
+    assert 0 <= meta.engines.onnx.max_abs_diff < 1e-4
+    assert meta.engines.savedmodel.max_abs_diff < 1e-5
     assert (exported / "saved_model.pb").is_file() and (exported / "variables").is_dir()
+
+
+def test_engine_entries_are_typed_and_keep_the_json_they_were_read_from():
+    engines = {
+        "savedmodel": {"signature": "serving_default", "input": "images", "output": "scores", "max_abs_diff": 1e-7},
+        "onnx": {"file": "model.onnx", "opset": 17, "max_abs_diff": 2e-7, "added_later": 1},
+        # Complete as training/quantize.py writes it: absent fields would be written back as defaults.
+        "onnx_int8": {
+            **Int8Entry().to_dict(),
+            "file": "model.int8.onnx",
+            "sha256": "ab",
+            "accepted": True,
+            "max_auc_drop": 0.001,
+            "auc": {"ham": 0.99},
+            "added_later": [1, 2],
+        },
+        "parity_images": 40,
+        "some_future_engine": {"file": "x"},
+    }
+    meta = ModelMetadata.from_json(metadata(engines=engines).to_json())
+    assert isinstance(meta.engines, Engines) and isinstance(meta.engines.onnx, OnnxEntry)
+    assert meta.engines.onnx.passed_parity(1e-4) and not meta.engines.onnx.passed_parity(1e-8)
+    assert isinstance(meta.engines.onnx_int8, Int8Entry) and meta.engines.onnx_int8.accepted
+    assert meta.engines.parity_images == 40
+    # Written back as the same JSON, keys this code does not know included.
+    assert json.loads(meta.to_json())["engines"] == engines
+    # A version without engines (or an entry without its file) loads and passes no parity check.
+    bare = ModelMetadata.from_json(metadata().to_json())
+    assert bare.engines == Engines() and bare.engines.onnx is None
+    assert not OnnxEntry(max_abs_diff=0.0).passed_parity(1e-4)
+    assert not OnnxEntry(file="model.onnx", max_abs_diff=float("nan")).passed_parity(1e-4)
 
 
 def test_metadata_round_trips_through_json():
@@ -248,20 +289,30 @@ def test_second_export_becomes_version_two(model, exported):
     assert latest_version_dir(root, "moderation") == second
 
 
+@pytest.mark.slow
 def test_smoke_training_cli_publishes_a_loadable_version(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "training.train_demo",
+        "training",
+        "run",
+        "--config-name",
+        "demo",
         "--smoke",
         "--models",
         str(tmp_path / "models"),
         "--name",
         "moderation",
-        "--data-dir",
+        "--demo-dir",
         str(tmp_path / "data"),
-        "--per-class",
+        "--demo-per-class",
         "24",
+        "--dataset",
+        str(tmp_path / "dataset"),
+        "--run",
+        str(tmp_path / "run"),
+        "--set",
+        f"promote.log_path={tmp_path / 'promotions.jsonl'}",
     ]
     run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -269,7 +320,7 @@ def test_smoke_training_cli_publishes_a_loadable_version(tmp_path):
     version_dir = latest_version_dir(tmp_path / "models", "moderation")
     meta = load_metadata(version_dir)
     assert meta.input_size == 128 and set(meta.thresholds) == {"sexual", "personal_info"}
-    assert meta.engines["onnx"]["max_abs_diff"] < 1e-4
+    assert meta.engines.onnx.max_abs_diff < 1e-4
     assert set(meta.evaluation["per_class"]) == set(CLASSES)
     assert meta.score_baseline["histograms"].keys() == set(CLASSES)
 

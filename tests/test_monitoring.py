@@ -189,6 +189,8 @@ def prometheus_query(base: str, expr: str) -> list[dict]:
     return body["data"]["result"]
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_prometheus_scrapes_a_running_server_end_to_end(model_repo, tmp_path):
     prometheus = tool("prometheus")
     config = make_config(

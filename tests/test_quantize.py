@@ -66,24 +66,26 @@ def images(real_model):
     return np.stack([decode_image(row.path.read_bytes(), (128, 128)) for row in rows[::10]])
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_quantize_adds_the_int8_file_and_its_evaluation(quantized):
     _, version, before = quantized
     meta = load_metadata(version)
-    entry = meta.engines["onnx_int8"]
-    assert (version / entry["file"]).is_file() and entry["file"] == INT8_FILE
-    assert entry["sha256"] == quantize.file_sha256(version / INT8_FILE)
-    assert entry["accepted"] is True and entry["reasons"] == [] and entry["auc_margin"] == 1.0
-    assert set(entry["auc"]) == set(entry["auc_fp32"]) == set(meta.class_names)
-    assert entry["max_auc_drop"] == pytest.approx(max(entry["auc_fp32"][c] - entry["auc"][c] for c in meta.class_names))
+    entry = meta.engines.onnx_int8
+    assert (version / entry.file).is_file() and entry.file == INT8_FILE
+    assert entry.sha256 == quantize.file_sha256(version / INT8_FILE)
+    assert entry.accepted is True and entry.reasons == [] and entry.auc_margin == 1.0
+    assert set(entry.auc) == set(entry.auc_fp32) == set(meta.class_names)
+    assert entry.max_auc_drop == pytest.approx(max(entry.auc_fp32[c] - entry.auc[c] for c in meta.class_names))
     # Evaluated on the version's own held-out posts: the float32 AUCs are the ones training
     # recorded (from Keras; the ONNX file matches it to 1e-4).
-    assert entry["eval_images"] == meta.training["data"]["held_out_examples"]
+    assert entry.eval_images == meta.training["data"]["held_out_examples"]
     for name in meta.class_names:
-        assert entry["auc_fp32"][name] == pytest.approx(meta.evaluation["per_class"][name]["auc"], abs=0.02)
-    assert entry["calibration_images"] == 16
-    assert set(entry["images_per_s_1thread"]) == {"fp32", "int8"}
-    assert all(v > 0 for v in entry["images_per_s_1thread"].values())
-    assert 0 <= entry["max_abs_diff"] < 0.2
+        assert entry.auc_fp32[name] == pytest.approx(meta.evaluation["per_class"][name]["auc"], abs=0.02)
+    assert entry.calibration_images == 16
+    assert set(entry.images_per_s_1thread) == {"fp32", "int8"}
+    assert all(v > 0 for v in entry.images_per_s_1thread.values())
+    assert 0 <= entry.max_abs_diff < 0.2
     # Everything else in the metadata is as it was, and the atomic writes left no temp files.
     after = json.loads((version / METADATA_FILE).read_text())
     del after["engines"]["onnx_int8"]
@@ -102,6 +104,8 @@ def test_judge_refuses_a_drop_over_the_margin_and_an_unmeasurable_auc():
     assert len(reasons) == 1 and "sexual" in reasons[0]
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_refused_int8_model_is_recorded_as_refused_and_not_served(real_model, monkeypatch, tmp_path):
     repo, labels = real_model
     version = tmp_path / "1"
@@ -114,14 +118,16 @@ def test_a_refused_int8_model_is_recorded_as_refused_and_not_served(real_model, 
         [str(version), "--calibration-images", "8", "--demo-data", str(labels.parent), "--speed-seconds", "0"]
     )
     assert code == quantize.EXIT_REFUSED
-    entry = load_metadata(version).engines["onnx_int8"]
-    assert entry["accepted"] is False and entry["reasons"] and entry["max_auc_drop"] == 0.02
-    assert (version / INT8_FILE).is_file() and entry["images_per_s_1thread"] == {}
+    entry = load_metadata(version).engines.onnx_int8
+    assert entry.accepted is False and entry.reasons and entry.max_auc_drop == 0.02
+    assert (version / INT8_FILE).is_file() and entry.images_per_s_1thread == {}
     for config in (ModelConfig(engine="onnx_int8"), ModelConfig(engine="onnx_int8", int8_auc_margin=1.0)):
         with pytest.raises(ValueError, match="refused by its evaluation: ham"):
             open_engine(load_metadata(version), version, config, threads=1)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_int8_engine_serves_an_accepted_model_close_to_float32(quantized, images):
     _, version, _ = quantized
     meta = load_metadata(version)
@@ -134,11 +140,12 @@ def test_int8_engine_serves_an_accepted_model_close_to_float32(quantized, images
 
 
 def _with_entry(meta, **changes):
-    engines = dict(meta.engines)
-    engines["onnx_int8"] = {**engines["onnx_int8"], **changes}
+    engines = dataclasses.replace(meta.engines, onnx_int8=dataclasses.replace(meta.engines.onnx_int8, **changes))
     return dataclasses.replace(meta, engines=engines)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_int8_engine_refuses_unless_accepted_within_the_configured_margin(quantized, tmp_path):
     _, version, _ = quantized
     meta = load_metadata(version)
@@ -149,13 +156,12 @@ def test_int8_engine_refuses_unless_accepted_within_the_configured_margin(quanti
         "NaN drop": _with_entry(meta, max_auc_drop=float("nan")),
         "another file": _with_entry(meta, sha256="0" * 64),
         "no file": _with_entry(meta, file="missing.onnx"),
-        "never quantized": dataclasses.replace(
-            meta, engines={k: v for k, v in meta.engines.items() if k != "onnx_int8"}
-        ),
+        "never quantized": dataclasses.replace(meta, engines=dataclasses.replace(meta.engines, onnx_int8=None)),
     }
     accepted = _with_entry(meta, max_auc_drop=0.0)
     refused["float32 failed parity"] = dataclasses.replace(
-        accepted, engines={**accepted.engines, "onnx": {**meta.engines["onnx"], "max_abs_diff": 0.5}}
+        accepted,
+        engines=dataclasses.replace(accepted.engines, onnx=dataclasses.replace(meta.engines.onnx, max_abs_diff=0.5)),
     )
     for why, bad in refused.items():
         with pytest.raises(ValueError, match="onnx_int8 refused"):
@@ -171,6 +177,8 @@ def test_int8_engine_refuses_unless_accepted_within_the_configured_margin(quanti
         open_engine(_with_entry(meta, max_auc_drop=0.0), copy, config, threads=1)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_auto_takes_int8_only_when_opted_in_and_accepted(quantized):
     _, version, _ = quantized
     meta = _with_entry(load_metadata(version), max_auc_drop=0.0)
@@ -180,6 +188,8 @@ def test_auto_takes_int8_only_when_opted_in_and_accepted(quantized):
     assert open_engine(refused, version, ModelConfig(prefer_int8=True), threads=1).name == "onnx"
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_server_with_engine_onnx_int8_serves_or_refuses_per_the_metadata(quantized, images, tmp_path):
     root, _, _ = quantized
     request = pb.ClassifyRequest(
@@ -240,6 +250,8 @@ def _png(images: np.ndarray) -> list[bytes]:
     return out
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_version_without_an_evaluation_set_is_evaluated_on_generated_demo_images(real_model, monkeypatch, tmp_path):
     repo, _ = real_model
     meta = dataclasses.replace(load_metadata(latest_version_dir(repo, "moderation")), training={})

@@ -115,7 +115,9 @@ def test_retract_takes_back_only_the_operators_own_verdicts(audit_store):
 @pytest.fixture
 def served(model_repo, tmp_path):
     running = ServerThread(make_config(model_repo, tmp_path / "audit.sqlite3", audit={"drift_interval_s": 0})).start()
-    running.service.audit_loop.store.write([record(0, "a"), record(1, "a"), record(2, "b", AuditReason.SAMPLED, "ham")])
+    running.service.audit_components.store.write(
+        [record(0, "a"), record(1, "a"), record(2, "b", AuditReason.SAMPLED, "ham")]
+    )
     yield running
     running.stop()
 

@@ -140,7 +140,7 @@ def scene(model_repo, tmp_path, image_host):
     classify(server, "post-6", [pb.ImageInput(id="park", url=url("/park.jpg"))])
     classify(server, "post-7", [pb.ImageInput(id="inline", content=poster(7, RED))])
     server.service.audit.flush()
-    server.store = server.service.audit_loop.store
+    server.store = server.service.audit_components.store
     server.config = config
     yield server
     server.stop()
@@ -378,7 +378,7 @@ def test_filters_progress_and_bad_input(scene, review):
 # -- two operators at once -----------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def busy_server(request, model_repo, tmp_path, image_host):
     """A server whose store holds 60 flagged records in 30 two-image posts, on either store."""
     if request.param == "postgresql":
@@ -395,7 +395,7 @@ def busy_server(request, model_repo, tmp_path, image_host):
     server = ServerThread(config).start()
     image_host.add("/x.jpg", poster(11, RED))
     now = time.time()
-    server.service.audit_loop.store.write(
+    server.service.audit_components.store.write(
         [
             AuditRecord(
                 request_id=f"r{i // 2}",
@@ -461,7 +461,7 @@ def test_two_operators_at_once_never_get_the_same_record(busy_server):
         assert len(judged["alice"]) + len(judged["bob"]) == 60
         assert not set(judged["alice"]) & set(judged["bob"])
         assert judged["alice"] and judged["bob"]  # both really worked
-        rows = busy_server.service.audit_loop.store.judged()
+        rows = busy_server.service.audit_components.store.judged()
         by_operator = {}
         for row in rows:
             by_operator.setdefault(row.verdict_operator, set()).add(row.record_id)
@@ -552,6 +552,7 @@ def screenshot(driver, name: str, width: int, height: int, mobile: bool) -> Path
     return path
 
 
+@pytest.mark.browser
 def test_browser_reviews_the_queue_with_the_keyboard(scene, review, browser):
     driver = browser
     driver.get(review.base + "/")

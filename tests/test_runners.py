@@ -3,13 +3,13 @@ batch and is replaced; work from a single gRPC channel reaches every worker."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import fcntl
 import io
 import os
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -22,6 +22,7 @@ from model.preprocess import DecodeConfig
 from model.repository import latest_version_dir
 from moderation_api.v1 import moderation_pb2 as pb
 from server.config import ModelConfig
+from server.errors import ImageErrorCode
 from server.serving.runners import PIPE_BYTES, ProcessRunner, RunnerSpec, ThreadRunner
 from tests.conftest import encode
 from tests.harness import ServerThread, make_config
@@ -33,9 +34,9 @@ def spec(model_repo, workers: int) -> RunnerSpec:
     )
 
 
-def one_pipelined_worker(model_repo) -> ProcessRunner:
+async def one_pipelined_worker(model_repo) -> ProcessRunner:
     base = spec(model_repo, 1)
-    return ProcessRunner(dataclasses.replace(base, model=dataclasses.replace(base.model, pipeline_depth=2)))
+    return await ProcessRunner.start(dataclasses.replace(base, model=dataclasses.replace(base.model, pipeline_depth=2)))
 
 
 def noise_photo(seed: int) -> bytes:
@@ -47,93 +48,117 @@ def noise_photo(seed: int) -> bytes:
 
 def test_process_and_thread_runners_agree(model_repo):
     items = [encode((r, 255 - r, 40)) for r in range(0, 256, 32)] + [b"not an image"]
-    process = ProcessRunner(spec(model_repo, 2))
-    thread = ThreadRunner(spec(model_repo, 2))
-    try:
-        assert os.getpid() not in process.pids and len(set(process.pids)) == 2
-        a, b = process.run(items), thread.run(items)
-    finally:
-        process.close()
-        thread.close()
+
+    async def body():
+        process = await ProcessRunner.start(spec(model_repo, 2))
+        thread = await ThreadRunner.start(spec(model_repo, 2))
+        try:
+            assert os.getpid() not in process.pids and len(set(process.pids)) == 2
+            return await process.run(items), await thread.run(items)
+        finally:
+            await process.close()
+            await thread.close()
+
+    a, b = asyncio.run(body())
     for x, y in zip(a[:-1], b[:-1], strict=True):
         assert x.error is None and x.content_sha256 == y.content_sha256
         np.testing.assert_allclose(x.scores, y.scores, atol=1e-6)
         assert x.batch_size == len(items) - 1
-    assert a[-1].error[0] == "UNSUPPORTED_FORMAT" and b[-1].error == a[-1].error
+    assert a[-1].error.code == ImageErrorCode.UNSUPPORTED_FORMAT and b[-1].error == a[-1].error
 
 
 def test_workers_load_at_low_priority_and_serve_at_their_own(model_repo):
     base = spec(model_repo, 2)
-    runner = ProcessRunner(dataclasses.replace(base, model=dataclasses.replace(base.model, load_nice=7)))
-    try:
-        assert runner.priorities == [(7, 0), (7, 0)]
-        # The serving thread (the process's main thread) really runs at the process's priority.
-        assert all(os.getpriority(os.PRIO_PROCESS, pid) == 0 for pid in runner.pids)
-        assert runner.run([encode((255, 0, 0))])[0].error is None
-    finally:
-        runner.close()
-    plain = ProcessRunner(dataclasses.replace(base, model=dataclasses.replace(base.model, load_nice=0, workers=1)))
-    try:
-        assert plain.priorities == [(0, 0)]
-    finally:
-        plain.close()
+
+    async def body():
+        runner = await ProcessRunner.start(
+            dataclasses.replace(base, model=dataclasses.replace(base.model, load_nice=7))
+        )
+        try:
+            assert runner.priorities == [(7, 0), (7, 0)]
+            # The serving thread (the process's main thread) really runs at the process's priority.
+            assert all(os.getpriority(os.PRIO_PROCESS, pid) == 0 for pid in runner.pids)
+            assert (await runner.run([encode((255, 0, 0))]))[0].error is None
+        finally:
+            await runner.close()
+        plain = await ProcessRunner.start(
+            dataclasses.replace(base, model=dataclasses.replace(base.model, load_nice=0, workers=1))
+        )
+        try:
+            assert plain.priorities == [(0, 0)]
+        finally:
+            await plain.close()
+
+    asyncio.run(body())
 
 
 def test_killed_worker_fails_only_the_batch_it_held_and_is_replaced(model_repo):
-    runner = ProcessRunner(spec(model_repo, 1))
-    try:
-        victim = runner.pids[0]
-        big = [noise_photo(0)] * 300  # a second or more of decoding
-        with ThreadPoolExecutor(1) as pool:
-            held = pool.submit(runner.run, big)
-            time.sleep(0.2)
+    async def body():
+        runner = await ProcessRunner.start(spec(model_repo, 1))
+        try:
+            victim = runner.pids[0]
+            big = [noise_photo(0)] * 300  # a second or more of decoding
+            held = asyncio.ensure_future(runner.run(big))
+            await asyncio.sleep(0.2)
             os.kill(victim, signal.SIGKILL)
-            failed = held.result(60)
-        assert all(r.error[0] == "INFERENCE_FAILED" and "died" in r.error[1] for r in failed)
-        # A batch sent after the death waits for the replacement instead of failing.
-        again = runner.run([encode((255, 0, 0))])
-        assert again[0].error is None and again[0].scores.argmax() == 1
-        assert runner.pids[0] != victim
-    finally:
-        runner.close()
+            failed = await asyncio.wait_for(held, 60)
+            assert all(r.error.code == ImageErrorCode.INFERENCE_FAILED and "died" in r.error.message for r in failed)
+            # A batch sent after the death waits for the replacement instead of failing.
+            again = await runner.run([encode((255, 0, 0))])
+            assert again[0].error is None and again[0].scores.argmax() == 1
+            assert runner.pids[0] != victim
+        finally:
+            await runner.close()
+
+    asyncio.run(body())
 
 
 def test_a_batch_queued_behind_the_one_that_died_is_sent_again(model_repo):
-    runner = one_pipelined_worker(model_repo)
-    try:
-        victim = runner.pids[0]
-        with ThreadPoolExecutor(2) as pool:
-            running = pool.submit(runner.run, [noise_photo(1)] * 300)
-            time.sleep(0.2)
-            queued = pool.submit(runner.run, [encode((255, 0, 0))])  # waits in the pipe behind it
-            time.sleep(0.2)
+    async def body():
+        runner = await one_pipelined_worker(model_repo)
+        try:
+            victim = runner.pids[0]
+            running = asyncio.ensure_future(runner.run([noise_photo(1)] * 300))
+            await asyncio.sleep(0.2)
+            queued = asyncio.ensure_future(runner.run([encode((255, 0, 0))]))  # waits in the pipe behind it
+            await asyncio.sleep(0.2)
             os.kill(victim, signal.SIGKILL)
-            failed, retried = running.result(60), queued.result(60)
-        assert all(r.error[0] == "INFERENCE_FAILED" for r in failed)
-        assert retried[0].error is None and retried[0].scores.argmax() == 1  # scored by the replacement
-        assert runner.pids[0] != victim
-    finally:
-        runner.close()
+            failed, retried = await asyncio.wait_for(asyncio.gather(running, queued), 60)
+            assert all(r.error.code == ImageErrorCode.INFERENCE_FAILED for r in failed)
+            assert retried[0].error is None and retried[0].scores.argmax() == 1  # scored by the replacement
+            assert runner.pids[0] != victim
+        finally:
+            await runner.close()
+
+    asyncio.run(body())
 
 
 def test_batches_are_pipelined_and_answered_in_order(model_repo):
-    runner = one_pipelined_worker(model_repo)
-    try:
-        assert runner.slots == 2
-        worker = runner._all[0]
-        # Widened pipes: a batch of photos crosses in a few writes, not dozens.
-        assert fcntl.fcntl(worker.write_fd, fcntl.F_GETPIPE_SZ) == PIPE_BYTES
-        colours = [(255, 0, 0), (0, 0, 255), (30, 200, 30), (250, 250, 250)]
-        batches = [[encode(c)] * (i + 1) for i, c in enumerate(colours * 3)]
-        with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(runner.run, batches))
-        single = {c: runner.run([encode(c)])[0].scores for c in colours}
-        for batch, answer, colour in zip(batches, answers, colours * 3, strict=True):
-            assert len(answer) == len(batch)
-            for result in answer:
-                np.testing.assert_allclose(result.scores, single[colour], atol=1e-5)
-    finally:
-        runner.close()
+    async def body():
+        runner = await one_pipelined_worker(model_repo)
+        try:
+            assert runner.slots == 2
+            worker = runner._all[0]
+            # Widened pipes: a batch of photos crosses in a few writes, not dozens.
+            assert fcntl.fcntl(worker.write_fd, fcntl.F_GETPIPE_SZ) == PIPE_BYTES
+            colours = [(255, 0, 0), (0, 0, 255), (30, 200, 30), (250, 250, 250)]
+            batches = [[encode(c)] * (i + 1) for i, c in enumerate(colours * 3)]
+            four_at_a_time = asyncio.Semaphore(4)
+
+            async def run(batch):
+                async with four_at_a_time:
+                    return await runner.run(batch)
+
+            answers = await asyncio.gather(*(run(batch) for batch in batches))
+            single = {c: (await runner.run([encode(c)]))[0].scores for c in colours}
+            for batch, answer, colour in zip(batches, answers, colours * 3, strict=True):
+                assert len(answer) == len(batch)
+                for result in answer:
+                    np.testing.assert_allclose(result.scores, single[colour], atol=1e-5)
+        finally:
+            await runner.close()
+
+    asyncio.run(body())
 
 
 @pytest.mark.timeout(120)

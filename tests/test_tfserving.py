@@ -30,6 +30,7 @@ def flat(rgb, size=32):
     return np.full((size, size, 3), rgb, dtype=np.uint8)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_real_tensorflow_serving_client_gets_the_scores(server, tmp_path):
     colours = [(255, 0, 0), (0, 200, 0), (0, 0, 255)]

@@ -18,8 +18,8 @@ from tests.audit_support import audit_store_fixture  # noqa: F401
 from tests.image_host import ImageHost
 from tests.training_support import audit_record, class_image, encode, judge, near_duplicate, pattern_image, write_jsonl
 from training import audit_log, dataset_builder, tfrecords
+from training.audit_log import read_verdict_export
 from training.config import Config
-from training.dataset import read_verdict_export
 
 CLASSES = ("ham", "sexual", "personal_info")
 

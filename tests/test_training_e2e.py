@@ -23,7 +23,7 @@ from tests.training_support import CLASSES, audit_record, class_image, judge
 from training.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.e2e, pytest.mark.slow]
 
 
 def publish_constant_model(models: Path) -> Path:

@@ -170,6 +170,32 @@ def test_config_variants_overrides_and_files(tmp_path):
         default.with_overrides(["train.head=relu"])
 
 
+def test_demo_config_and_each_configs_smoke_variant(tmp_path):
+    from training.__main__ import build_parser, load_config
+
+    demo, demo_smoke = Config.demo(), Config.variant_named("demo", smoke=True)
+    assert demo.variant == "demo" and demo_smoke.variant == "demo-smoke"
+    # make model's network: softmax at the default input size, from its own generated images.
+    assert demo.train.head == demo_smoke.train.head == "softmax"
+    assert demo.data.input_size == demo_smoke.data.input_size == Config.default().data.input_size
+    assert demo.data.demo_per_class > demo_smoke.data.demo_per_class > 0 and demo.data.demo_seed == 0
+    assert demo_smoke.train.epochs < demo.train.epochs
+    assert Config.variant_named("default", smoke=True) == Config.smoke()
+
+    def parsed(*argv: str) -> Config:
+        return load_config(build_parser().parse_args(["train", *argv]))
+
+    assert parsed() == Config.default() and parsed("--smoke") == Config.smoke()
+    assert parsed("--config-name", "demo") == demo
+    assert parsed("--config-name", "demo", "--smoke", "--set", "train.epochs=2") == demo_smoke.with_overrides(
+        ["train.epochs=2"]
+    )
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"variant": "demo", "train": {"epochs": 1}}))
+    assert parsed("--config", str(path)) == demo.with_overrides(["train.epochs=1"])
+    assert parsed("--config", str(path), "--smoke").variant == "demo-smoke"
+
+
 def test_report_files(tmp_path):
     scores, labels = known_scores()
     result = evaluate.evaluate_scores(scores, labels, Config())

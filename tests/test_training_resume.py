@@ -40,6 +40,7 @@ def dataset(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_the_same_command_resumes_from_the_checkpoint(dataset, tmp_path):
     run = tmp_path / "run"
     command = [
@@ -142,3 +143,32 @@ def test_an_epoch_is_the_same_however_often_it_starts_and_skip_resumes_it(datase
     weights = pipeline.class_weights([10, 30, 0])
     assert weights[0] == pytest.approx(2.0) and weights[1] == pytest.approx(2 / 3) and weights[2] == 0
     assert tf.reduce_max(one[0][0]).numpy() <= 255 and one[0][0].dtype == np.uint8
+
+
+def test_an_in_memory_epoch_is_the_same_however_often_it_starts_and_skip_resumes_it(dataset):
+    from training import pipeline
+
+    cfg = Config.smoke().with_overrides(["train.input=memory"])
+    manifest = dataset_builder.load_manifest(dataset)
+    source = pipeline.InMemory.load(dataset_builder.split_files(dataset, "train", manifest))
+    counts = [manifest["counts"]["train"][c] for c in CLASSES]
+    assert len(source.labels) == sum(counts) and source.images.shape[1:] == (64, 64, 3)
+
+    def batches(epoch: int, skip: int = 0, config: Config = cfg) -> list:
+        ds = pipeline.train_dataset(source, counts, config, epoch)
+        return [(x.numpy(), y.numpy(), w.numpy()) for x, y, w in (ds.skip(skip) if skip else ds)]
+
+    one, two = batches(1), batches(1)
+    assert len(one) == -(-sum(counts) // cfg.train.batch_size)
+    for a, b in zip(one, two, strict=True):
+        assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+    resumed = batches(1, skip=2)
+    assert all(np.array_equal(p, q) for p, q in zip(resumed[0], one[2], strict=True))
+    assert not np.array_equal(batches(2)[0][0], one[0][0])
+    # Every image once per epoch, without augmentation exactly the stored pixels.
+    plain = batches(0, config=cfg.with_overrides(["augment.enabled=false"]))
+    seen = np.concatenate([x for x, _, _ in plain])
+    assert sorted(map(bytes, seen.reshape(len(seen), -1))) == sorted(map(bytes, source.images.reshape(len(seen), -1)))
+    sampled = batches(0, config=cfg.with_overrides(["train.balance=sampling", "train.head=softmax"]))
+    labels = np.concatenate([y for _, y, _ in sampled])
+    assert len(labels) == sum(counts) and np.all(np.bincount(labels) > sum(counts) / len(CLASSES) / 2)

@@ -1,17 +1,25 @@
-"""The retraining pipeline's command line (docs/retraining.md).
+"""The training pipeline's command line (docs/retraining.md): the demo model and retraining
+alike go dataset -> train -> evaluate -> promote.
 
     python -m training dataset  --dataset DIR [--audit-url URL]... [--export FILE]... [--demo-per-class N]
                                 [--refreeze]
     python -m training train    --dataset DIR [--run DIR] [--restart]
     python -m training evaluate --dataset DIR [--models M --name N] [--candidate VERSION_DIR] [--out DIR]
     python -m training promote  --dataset DIR --run DIR [--models M --name N] [--force]
-    python -m training run      (dataset, train, evaluate, promote: what `make train` runs)
+    python -m training run      dataset, train, evaluate, promote; [--if-missing]: nothing to do when
+                                the model already has a version
     python -m training benchmark  (the demo benchmark: both heads and a baseline; docs/retraining.md)
+    python -m training quantize [VERSION_DIR] (opt-in int8 copy of a version; training/quantize.py)
 
-Every command takes the config flags: --smoke (the CI-sized variant), --config FILE (JSON, any
-subset of Config's fields) and --set section.field=value (repeatable). Exit status: 0 done
-(for run and promote: published); 2 bad input; 3 the candidate was refused by the promotion
-rules (nothing published); 4 the audit store is unavailable."""
+    make model = python -m training run --config-name demo --if-missing --models models --name moderation
+    make train = python -m training run --audit-url-if-exists URL --demo-per-class 1200 ...
+
+Every command but quantize takes the config flags: --config-name (default, or demo: the demo
+model from generated images only), --smoke (that config's small CI variant), --config FILE
+(JSON, any subset of Config's fields) and --set section.field=value (repeatable). Exit status:
+0 done (for run and promote: published, or nothing to do); 2 bad input; 3 the candidate was
+refused by the promotion rules (nothing published; quantize: the int8 copy was refused); 4 the
+audit store is unavailable."""
 
 from __future__ import annotations
 
@@ -23,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.config import Config
+from training.config import VARIANTS, Config
 
 EXIT_REFUSED = 3
 EXIT_STORE_DOWN = 4
@@ -40,9 +48,13 @@ class StepLog:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    cfg = Config.load(args.config) if args.config else (Config.smoke() if args.smoke else Config.default())
-    if args.config and args.smoke:
-        cfg = Config.from_dict(json.loads(Path(args.config).read_text()), base=Config.smoke())
+    """--config-name (or the variant a --config file names), made small by --smoke, then --config's
+    fields, then --set."""
+    data = json.loads(Path(args.config).read_text(encoding="utf-8")) if args.config else {}
+    name = args.config_name or str(data.get("variant", "default"))
+    cfg = Config.variant_named(name, smoke=args.smoke)
+    if data:
+        cfg = Config.from_dict({k: v for k, v in data.items() if k != "variant"}, base=cfg)
     return cfg.with_overrides(args.set or [])
 
 
@@ -67,12 +79,15 @@ def sources_from(args: argparse.Namespace, cfg: Config, log) -> list:
         else:
             sources.append(Source("audit", url))
     sources += [Source("export", path) for path in args.export or []]
-    if args.demo_per_class:
+    per_class = cfg.data.demo_per_class if args.demo_per_class is None else args.demo_per_class
+    seed = cfg.data.demo_seed if args.demo_seed is None else args.demo_seed
+    if per_class:
         from training import demo_data
 
-        out = Path(args.demo_dir or f"data/demo/seed{args.demo_seed}-n{args.demo_per_class}")
-        labels = demo_data.write_demo_dataset(out, args.demo_per_class, seed=args.demo_seed)
-        log(f"demo data: {args.demo_per_class} images per class (seed {args.demo_seed}) in {out}")
+        out = Path(args.demo_dir or f"data/demo/seed{seed}-n{per_class}")
+        started = time.monotonic()
+        labels = demo_data.write_demo_dataset(out, per_class, seed=seed)
+        log(f"demo data: {per_class} images per class (seed {seed}) in {out} ({time.monotonic() - started:.1f}s)")
         sources.append(Source("demo", os.fspath(labels)))
     sources += [Source("demo", path) for path in args.demo_labels or []]
     return sources
@@ -104,10 +119,26 @@ def cmd_promote(args: argparse.Namespace, cfg: Config, log, result=None) -> int:
         # A finished run returns at once with its best weights; an unfinished one continues.
         result = cmd_train(args, cfg, log)
     version, _ = finish_run(result, args.dataset, args.models, args.name, cfg, args.force, log)
-    return 0 if version is not None else EXIT_REFUSED
+    if version is None:
+        return EXIT_REFUSED
+    from model.repository import load_metadata
+
+    evaluation = load_metadata(version).evaluation
+    log(
+        f"held-out accuracy: {evaluation['accuracy']:.4f} on {evaluation['examples']} images of the "
+        f"evaluation split (version {version.name} in {version})"
+    )
+    return 0
 
 
 def cmd_run(args: argparse.Namespace, cfg: Config, log) -> int:
+    if args.if_missing:
+        from model.repository import list_versions
+
+        existing = list_versions(args.models, args.name)
+        if existing:
+            log(f"{args.models / args.name} already has version(s) {existing}; nothing to do")
+            return 0
     if not args.skip_dataset:
         code = cmd_dataset(args, cfg, log)
         if code:
@@ -141,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config-name", choices=sorted(VARIANTS), help="the config (default: default, or the --config file's)"
+        )
         p.add_argument("--smoke", action="store_true", help="the small CI variant of the config")
         p.add_argument("--config", help="JSON file of config fields (any subset)")
         p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help="override one config field")
@@ -150,9 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--audit-url", action="append", help="audit store: sqlite:///path or postgresql://...")
         p.add_argument("--audit-url-if-exists", action="append", help="the same, skipped if the SQLite file is absent")
         p.add_argument("--export", action="append", help="verdict export file (.jsonl or .csv)")
-        p.add_argument("--demo-per-class", type=int, default=0, help="add N generated demo images per class")
         p.add_argument(
-            "--demo-seed", type=int, default=1, help="demo generator seed (1: other images than `make model`'s seed 0)"
+            "--demo-per-class", type=int, help="add N generated demo images per class (default: the config's)"
+        )
+        p.add_argument(
+            "--demo-seed",
+            type=int,
+            help="demo generator seed (default: the config's; 1 for retraining: other images than the demo "
+            "config's seed 0, which `make model` trains on)",
         )
         p.add_argument("--demo-dir", help="where the demo images go (default data/demo/seed<S>-n<N>)")
         p.add_argument("--demo-labels", action="append", help="an existing demo labels.csv")
@@ -190,13 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="publish even if the promotion rules refuse (logged)")
     p.set_defaults(func=cmd_promote)
 
-    p = commands.add_parser("run", help="dataset, train, evaluate and promote: make train")
+    p = commands.add_parser("run", help="dataset, train, evaluate and promote: make model, make train")
     common(p)
     with_sources(p)
     with_run(p)
     with_models(p)
     p.add_argument("--force", action="store_true", help="publish even if the promotion rules refuse (logged)")
     p.add_argument("--skip-dataset", action="store_true", help="train on the dataset as it is")
+    p.add_argument(
+        "--if-missing", action="store_true", help="do nothing if the model already has a version (make model)"
+    )
     p.set_defaults(func=cmd_run)
 
     p = commands.add_parser("benchmark", help="the demo benchmark; writes its figures into docs/retraining.md")
@@ -209,6 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", type=Path, default=Path("README.md"), help="file whose markers get the main table")
     p.add_argument("--from-results", help="write an earlier run's results.json into the documents again")
     p.set_defaults(func=cmd_benchmark)
+
+    from training import quantize
+
+    p = commands.add_parser(
+        "quantize",
+        help="add an int8 copy of a version's ONNX model, kept only within an AUC margin",
+        description=quantize.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    quantize.add_arguments(p)
+    p.set_defaults(func=lambda a, _cfg, log: quantize.run(a, log))
     return parser
 
 
@@ -218,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log = StepLog()
     try:
-        cfg = load_config(args)
+        # quantize takes no config: its figures are measured on a version that exists.
+        cfg = load_config(args) if hasattr(args, "set") else None
         return args.func(args, cfg, log)
     except (ValueError, FileNotFoundError) as exc:
         log(f"error: {exc}")

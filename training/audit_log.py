@@ -163,6 +163,13 @@ def read_export(path: str | os.PathLike[str], fmt: str = "auto") -> tuple[list[A
     return labels, malformed
 
 
+def read_verdict_export(path: str | os.PathLike[str]) -> list[AuditLabel]:
+    """The labelled rows of a verdict export (`python -m server.audit.cli export-verdicts`,
+    JSONL or CSV), before the noise rules; malformed rows are left out. The dataset builder
+    (training/dataset_builder.py) goes on from there."""
+    return read_export(path)[0]
+
+
 def _jsonl_rows(f, path: Path) -> Iterable[tuple[int, dict]]:
     for number, line in enumerate(f, start=1):
         if not line.strip():

@@ -32,6 +32,7 @@ import csv
 import datetime
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -45,9 +46,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from model.errors import ImageError
 from model.preprocess import DecodeConfig, decode_image
 from model.repository import file_sha256
-from server.errors import ImageError
 from training import audit_log, tfrecords
 from training.audit_log import AuditLabel
 from training.config import Config, DataConfig
@@ -290,6 +291,29 @@ def touches(
     return out
 
 
+def _decode_file(args: tuple[str, int]) -> np.ndarray:
+    path, size = args
+    with open(path, "rb") as f:
+        return decode_image(f.read(), (size, size))
+
+
+def decode_files(paths: Sequence[str | os.PathLike[str]], size: int, workers: int | None = None) -> np.ndarray:
+    """Local image files decoded as the server decodes them: uint8 [N, size, size, 3], in the
+    order of `paths`, in `workers` processes. Raises ImageError. (Quantizing a version made by
+    the earlier demo trainer regenerates its images this way.)"""
+    tasks = [(os.fspath(p), size) for p in paths]
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers <= 1 or len(tasks) < 64:
+        images = [_decode_file(t) for t in tasks]
+    else:
+        # spawn: a forked child would inherit TensorFlow's thread pools if the caller runs it.
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            images = pool.map(_decode_file, tasks, chunksize=max(1, len(tasks) // (workers * 8)))
+    if not images:
+        return np.zeros((0, size, size, 3), dtype=np.uint8)
+    return np.stack(images)
+
+
 def load_items(labels: Sequence[AuditLabel], data: DataConfig, log: Log) -> Loaded:
     """Reads, decodes and hashes every image, in parallel threads; order follows `labels`."""
     decode_config = DecodeConfig(max_pixels=data.decode_max_pixels)
@@ -363,6 +387,28 @@ def deduplicate(
         "groups_with_conflicting_labels": sum(1 for g in multi if len(labels_per_group[g]) > 1),
     }
     return kept, report
+
+
+def split_by_post(
+    post_ids: Sequence[str], labels: Sequence[int], held_out_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, held_out) by post alone, stratified: each class's posts are split
+    separately, by the class of the post's first image, so every class is on both sides when it
+    has two posts. The split the earlier demo trainer made (training/quantize.py redraws it for
+    the versions it published); datasets split by post and duplicate group (below)."""
+    post_class: dict[str, int] = {}
+    for post, label in zip(post_ids, labels, strict=True):
+        post_class.setdefault(post, int(label))
+    rng = np.random.default_rng(seed)
+    held_posts: set[str] = set()
+    for cls in sorted(set(post_class.values())):
+        posts = sorted(p for p, c in post_class.items() if c == cls)
+        count = round(held_out_fraction * len(posts))
+        if len(posts) >= 2:
+            count = min(max(count, 1), len(posts) - 1)
+        held_posts.update(rng.permutation(posts)[:count].tolist())
+    held = np.array([p in held_posts for p in post_ids], dtype=bool)
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def components(post_ids: Sequence[str], groups: Sequence[int]) -> np.ndarray:

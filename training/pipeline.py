@@ -13,11 +13,43 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from training.config import AugmentConfig, Config
 from training.tfrecords import feature_spec
+
+# Fixed rather than tf.data.AUTOTUNE: with autotuning on, destroying a finished epoch's iterator
+# waits for the autotuner's thread to wake (gdb: RootDataset::Iterator::~Iterator blocked on
+# Model::OptimizeLoop), which stalled the end of most epochs by 15 to 20 s with both cores idle
+# (TensorFlow 2.21, measured on the demo config: 41 s epochs instead of 23 s).
+_PARALLEL = os.cpu_count() or 1
+_PREFETCH = 2
+
+
+def _fixed_parallelism(dataset):
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
+@dataclass(frozen=True)
+class InMemory:
+    """A split decoded once (TrainConfig.input = memory): images uint8 [N, S, S, 3] and labels
+    int [N], in shard order."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def load(cls, files: Sequence[os.PathLike | str]) -> InMemory:
+        return cls(*load_arrays(files))
+
+
+Source = Sequence[os.PathLike | str] | InMemory
 
 
 def class_weights(counts: Sequence[int]) -> np.ndarray:
@@ -99,32 +131,51 @@ def _targets(labels, head: str, num_classes: int):
     return tf.one_hot(labels, num_classes) if head == "sigmoid" else labels
 
 
-def train_dataset(files: Sequence[os.PathLike | str], counts: Sequence[int], cfg: Config, epoch: int):
-    """One epoch of training batches: ceil(sum(counts) / batch_size) of them."""
+def _epoch_order(labels: np.ndarray, counts: Sequence[int], balance: str, epoch_seed: int) -> np.ndarray:
+    """Indices into an in-memory split for one epoch of len(labels) images: a permutation, or
+    with balance=sampling every class drawn equally often (each cycling through its own
+    permutation)."""
+    rng = np.random.default_rng([epoch_seed, 17])
+    if balance != "sampling":
+        return rng.permutation(len(labels))
+    present = [c for c in range(len(counts)) if counts[c] > 0]
+    draws = rng.choice(len(present), size=len(labels))
+    order = np.empty(len(labels), dtype=np.int64)
+    for k, c in enumerate(present):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        slots = np.flatnonzero(draws == k)
+        order[slots] = members[np.arange(len(slots)) % len(members)]
+    return order
+
+
+def train_dataset(source: Source, counts: Sequence[int], cfg: Config, epoch: int):
+    """One epoch of training batches: ceil(sum(counts) / batch_size) of them, from the shards
+    (a list of files) or from a split already in memory."""
     import tensorflow as tf
 
     seed = cfg.data.seed
     num_classes = len(cfg.data.class_names)
     total = int(sum(counts))
     epoch_seed = seed * 100_003 + epoch
-    records = tf.data.TFRecordDataset([os.fspath(f) for f in files])
-    records = records.shuffle(
-        min(cfg.train.shuffle_buffer, max(1, total)), seed=epoch_seed, reshuffle_each_iteration=False
-    )
-    parsed = records.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if cfg.train.balance == "sampling":
+    if isinstance(source, InMemory):
+        order = _epoch_order(source.labels, counts, cfg.train.balance, epoch_seed)
+        parsed = tf.data.Dataset.from_tensor_slices((source.images[order], source.labels[order].astype(np.int32)))
+    else:
+        records = tf.data.TFRecordDataset([os.fspath(f) for f in source])
+        records = records.shuffle(
+            min(cfg.train.shuffle_buffer, max(1, total)), seed=epoch_seed, reshuffle_each_iteration=False
+        )
+        parsed = records.map(_parse, num_parallel_calls=_PARALLEL, deterministic=True)
+    if cfg.train.balance == "sampling" and not isinstance(source, InMemory):
         # Each class its own endless stream, drawn equally often; an epoch is still `total`
-        # images, so epochs and checkpoints mean the same as without balancing.
+        # images, so epochs and checkpoints mean the same as without balancing. (In memory,
+        # _epoch_order has drawn the same way.)
         present = [c for c in range(num_classes) if counts[c] > 0]
         streams = [parsed.filter(lambda _, y, c=c: tf.equal(y, c)).repeat() for c in present]
         parsed = tf.data.Dataset.sample_from_datasets(
             streams, weights=[1.0 / len(present)] * len(present), seed=epoch_seed, stop_on_empty_dataset=False
         ).take(total)
-        weights = np.ones(num_classes, np.float32)
-    elif cfg.train.balance == "weights":
-        weights = class_weights(counts)
-    else:
-        weights = np.ones(num_classes, np.float32)
+    weights = class_weights(counts) if cfg.train.balance == "weights" else np.ones(num_classes, np.float32)
     weight_table = tf.constant(weights)
     size = cfg.data.input_size
 
@@ -135,11 +186,11 @@ def train_dataset(files: Sequence[os.PathLike | str], counts: Sequence[int], cfg
         image = tf.ensure_shape(image, [size, size, 3])
         return image, _targets(label, cfg.train.head, num_classes), tf.gather(weight_table, label)
 
-    batches = parsed.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return batches.batch(cfg.train.batch_size).prefetch(tf.data.AUTOTUNE)
+    batches = parsed.enumerate().map(prepare, num_parallel_calls=_PARALLEL, deterministic=True)
+    return _fixed_parallelism(batches.batch(cfg.train.batch_size).prefetch(_PREFETCH))
 
 
-def eval_dataset(files: Sequence[os.PathLike | str], cfg: Config, batch_size: int = 128):
+def eval_dataset(source: Source, cfg: Config, batch_size: int = 128):
     """Un-augmented batches of (images, targets, weights=1), in shard order."""
     import tensorflow as tf
 
@@ -150,9 +201,12 @@ def eval_dataset(files: Sequence[os.PathLike | str], cfg: Config, batch_size: in
         image = tf.ensure_shape(image, [size, size, 3])
         return image, _targets(label, cfg.train.head, num_classes), tf.ones([], tf.float32)
 
-    records = tf.data.TFRecordDataset([os.fspath(f) for f in files])
-    parsed = records.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return parsed.map(prepare).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if isinstance(source, InMemory):
+        parsed = tf.data.Dataset.from_tensor_slices((source.images, source.labels.astype(np.int32)))
+    else:
+        records = tf.data.TFRecordDataset([os.fspath(f) for f in source])
+        parsed = records.map(_parse, num_parallel_calls=_PARALLEL, deterministic=True)
+    return _fixed_parallelism(parsed.map(prepare).batch(batch_size).prefetch(_PREFETCH))
 
 
 def load_arrays(files: Sequence[os.PathLike | str]) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +216,9 @@ def load_arrays(files: Sequence[os.PathLike | str]) -> tuple[np.ndarray, np.ndar
     if not files:
         return np.zeros((0, 0, 0, 3), np.uint8), np.zeros(0, np.int64)
     images, labels = [], []
-    for image, label in tf.data.TFRecordDataset([os.fspath(f) for f in files]).map(_parse).batch(512):
+    records = tf.data.TFRecordDataset([os.fspath(f) for f in files])
+    parsed = _fixed_parallelism(records.map(_parse, num_parallel_calls=_PARALLEL, deterministic=True).batch(512))
+    for image, label in parsed:
         images.append(image.numpy())
         labels.append(label.numpy())
     return np.concatenate(images), np.concatenate(labels).astype(np.int64)

@@ -1,29 +1,31 @@
 """Opt-in int8: adds a statically quantised copy of a published version's ONNX model, and the
 evidence of what it costs, to that version.
 
-    python -m training.quantize [VERSION_DIR] [--models M --name N] [--calibration-images 200]
-                             [--auc-margin 0.005] [--format qdq|qoperator] [--demo-data DIR]
-                             [--dataset DIR] [--speed-seconds 4]
+    python -m training quantize [VERSION_DIR] [--models M --name N] [--calibration-images 200]
+                                [--auc-margin 0.005] [--format qdq|qoperator] [--demo-data DIR]
+                                [--dataset DIR] [--speed-seconds 4]
 
 VERSION_DIR defaults to the newest version of --name under --models. Steps: find the version's
 evaluation images and, apart from them, calibration images (below) -> quantize model.onnx with
 ONNX Runtime's static quantization (per-channel int8 weights, uint8 activations, min/max
 calibration) into model.int8.onnx -> score the evaluation images with both files, as the
-server's engine runs them -> per-class ROC AUC of each -> a short side-by-side speed measurement,
-one thread each -> metadata.json `engines.onnx_int8`, rewritten atomically (the version may be
+server's ONNX engine runs them (ONNX Runtime on the CPU, one thread) -> per-class ROC AUC of
+each -> a short side-by-side speed measurement, one thread each -> metadata.json
+`engines.onnx_int8` (model.repository.Int8Entry), rewritten atomically (the version may be
 served meanwhile). The int8 file is `accepted` only if no class's AUC is more than the margin
 below the float32 file's; a refused one is still recorded (with the reasons) but the server's
 `onnx_int8` engine will not open it (server/serving/engines/__init__.py).
 
 Where the images come from, in this order:
 
-- a version made by `make model` (training/train_demo.py) records the demo data's seed, size
-  and held-out fraction: the demo images are regenerated (or reused from data/demo/) and split
-  by post exactly as training split them; evaluation uses the held-out posts, calibration a
-  sample of the training posts;
-- a version made by `make train` (training/retrain.py) records its frozen evaluation split's id:
-  the dataset (default data/datasets/<name>) provides its `eval` split for evaluation and its
-  `train` split for calibration, if its split id still matches;
+- a version made by the training pipeline (`make model`, `make train`: training/retrain.py)
+  records its dataset directory and its frozen evaluation split's id: the dataset (--dataset,
+  else the recorded directory, else data/datasets/<name>) provides its `eval` split for
+  evaluation and its `train` split for calibration, if its split id still matches;
+- a version made by the earlier demo trainer (training.train_demo, before it became the `demo`
+  config) records the demo data's seed, size and held-out fraction: the demo images are
+  regenerated (or reused from data/demo/) and split by post exactly as it split them;
+  evaluation uses the held-out posts, calibration a sample of the training posts;
 - otherwise demo images are generated deterministically (seed FALLBACK_SEED, so not the default
   demo model's training images) and split by post into calibration and evaluation halves.
 
@@ -46,12 +48,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from model.repository import (
     INPUT_NAME,
     INT8_FILE,
     OUTPUT_NAME,
+    Int8Entry,
     ModelMetadata,
     file_sha256,
     latest_version_dir,
@@ -100,13 +102,19 @@ def find_images(
 ) -> QuantizationImages:
     """The version's evaluation images and calibration images (module docstring)."""
     data = (metadata.training or {}).get("data") or {}
-    split_id = ((metadata.training or {}).get("dataset") or {}).get("eval_split_id")
+    recorded = (metadata.training or {}).get("dataset") or {}
+    split_id = recorded.get("eval_split_id")
     if dataset is not None or split_id:
-        found = _pipeline_images(
-            metadata, dataset or Path("data/datasets") / metadata.name, split_id, calibration_images, log
-        )
-        if found is not None:
-            return found
+        if dataset is not None:
+            candidates = [dataset]
+        else:
+            # The directory the version recorded may be relative to where it was trained, or gone.
+            candidates = [Path(recorded["path"])] if recorded.get("path") else []
+            candidates.append(Path("data/datasets") / metadata.name)
+        for directory in dict.fromkeys(candidates):
+            found = _pipeline_images(metadata, directory, split_id, calibration_images, log)
+            if found is not None:
+                return found
     elif data.get("source") == "training.demo_data":
         from training import demo_data as demo
 
@@ -153,7 +161,7 @@ def _demo_images(
     log: Log,
 ) -> QuantizationImages:
     from training import demo_data as demo
-    from training.dataset import decode_files, split_by_post
+    from training.dataset_builder import decode_files, split_by_post
 
     if set(metadata.class_names) != set(demo.CLASS_NAMES):
         raise ValueError(
@@ -243,6 +251,7 @@ def quantize_onnx(
     reduce_range: bool = False,
 ) -> dict[str, Any]:
     """Writes the statically quantised `source` to `target`; returns the settings used."""
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -305,17 +314,29 @@ def quantize_onnx(
 # Evaluation and speed
 
 
-def score(path: Path, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Scores as the server computes them: its ONNX engine, one thread."""
-    from server.serving.engines.onnx_engine import OnnxEngine
+class _Session:
+    """One ONNX Runtime session set up as the server's ONNX engine sets its own up
+    (server/serving/engines/onnx_engine.py: every graph optimisation, sequential execution),
+    on one thread. The quantizer is a training tool and does not import the server."""
 
-    engine = OnnxEngine(os.fspath(path), threads=1)
-    try:
-        out = [
-            engine.predict(np.ascontiguousarray(images[i : i + batch_size])) for i in range(0, len(images), batch_size)
-        ]
-    finally:
-        engine.close()
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self._session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images, dtype=np.uint8)})[0]
+
+
+def score(path: Path, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Scores as the server computes them: ONNX Runtime, one thread."""
+    session = _Session(path)
+    out = [session.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -347,31 +368,25 @@ def measure_speed(
     """Images per second of each file, one thread each, measured side by side: short rounds in
     turn, and the median round, so a neighbour's burst of load on a shared machine neither
     falls on one file only nor sets the figure."""
-    from server.serving.engines.onnx_engine import OnnxEngine
-
     if seconds <= 0 or len(images) == 0:
         return {}
     reps = -(-batch // len(images))
     batch_images = np.ascontiguousarray(np.concatenate([images] * reps)[:batch])
-    engines = {name: OnnxEngine(os.fspath(path), threads=1) for name, path in paths.items()}
-    rates: dict[str, list[float]] = {name: [] for name in engines}
-    try:
-        for engine in engines.values():  # first calls allocate; not part of the figure
-            engine.predict(batch_images)
-        for _ in range(rounds):
-            for name, engine in engines.items():
-                calls = 0
-                started = time.perf_counter()
-                stop = started + seconds / (rounds * len(engines))
-                while True:
-                    engine.predict(batch_images)
-                    calls += 1
-                    if time.perf_counter() >= stop:
-                        break
-                rates[name].append(calls * batch / (time.perf_counter() - started))
-    finally:
-        for engine in engines.values():
-            engine.close()
+    sessions = {name: _Session(path) for name, path in paths.items()}
+    rates: dict[str, list[float]] = {name: [] for name in sessions}
+    for session in sessions.values():  # first calls allocate; not part of the figure
+        session.predict(batch_images)
+    for _ in range(rounds):
+        for name, session in sessions.items():
+            calls = 0
+            started = time.perf_counter()
+            stop = started + seconds / (rounds * len(sessions))
+            while True:
+                session.predict(batch_images)
+                calls += 1
+                if time.perf_counter() >= stop:
+                    break
+            rates[name].append(calls * batch / (time.perf_counter() - started))
     return {name: round(float(np.median(r)), 1) for name, r in rates.items()}
 
 
@@ -399,7 +414,7 @@ def quantize_version(
     speed_seconds: float = DEFAULT_SPEED_SECONDS,
     reduce_range: bool = False,
     log: Log = print,
-) -> dict[str, Any]:
+) -> Int8Entry:
     """Adds model.int8.onnx and `engines.onnx_int8` to a published version; returns that entry.
 
     Raises ValueError when the version has no float32 ONNX file to start from or no images to
@@ -410,10 +425,10 @@ def quantize_version(
     if calibration_images < 1:
         raise ValueError(f"calibration_images must be >= 1, not {calibration_images}")
     metadata = load_metadata(version)
-    fp32_entry = (metadata.engines or {}).get("onnx") or {}
-    fp32 = version / fp32_entry.get("file", "")
-    if not fp32_entry.get("file") or not fp32.is_file():
+    fp32_entry = metadata.engines.onnx
+    if fp32_entry is None or not fp32_entry.file or not (version / fp32_entry.file).is_file():
         raise ValueError(f"{version}: no float32 ONNX model to quantize (metadata engines: {metadata.engines})")
+    fp32 = version / fp32_entry.file
     images = find_images(
         version,
         metadata,
@@ -444,31 +459,31 @@ def quantize_version(
 
         decisions_fp32 = decide(scores_fp32, class_names, metadata.thresholds)
         decisions_int8 = decide(scores_int8, class_names, metadata.thresholds)
-        entry = {
-            "file": INT8_FILE,
-            "sha256": file_sha256(built),
-            "source_sha256": file_sha256(fp32),
-            "accepted": not reasons,
-            "reasons": reasons,
-            "auc_margin": auc_margin,
-            "auc": auc_int8,
-            "auc_fp32": auc_fp32,
-            "max_auc_drop": max_drop,
-            "max_abs_diff": float(np.max(np.abs(scores_fp32 - scores_int8))) if len(scores_fp32) else None,
-            "top_class_agreement": float((scores_fp32.argmax(1) == scores_int8.argmax(1)).mean()),
-            "decision_agreement": float((decisions_fp32 == decisions_int8).mean()),
-            "eval_images": len(images.eval_labels),
-            "eval_source": images.source,
-            "calibration_images": len(images.calibration),
-            "images_per_s_1thread": speed,
-            "speed_batch": SPEED_BATCH,
+        entry = Int8Entry(
+            file=INT8_FILE,
+            sha256=file_sha256(built),
+            source_sha256=file_sha256(fp32),
+            accepted=not reasons,
+            reasons=reasons,
+            auc_margin=auc_margin,
+            auc=auc_int8,
+            auc_fp32=auc_fp32,
+            max_auc_drop=max_drop,
+            max_abs_diff=float(np.max(np.abs(scores_fp32 - scores_int8))) if len(scores_fp32) else None,
+            top_class_agreement=float((scores_fp32.argmax(1) == scores_int8.argmax(1)).mean()),
+            decision_agreement=float((decisions_fp32 == decisions_int8).mean()),
+            eval_images=len(images.eval_labels),
+            eval_source=images.source,
+            calibration_images=len(images.calibration),
+            images_per_s_1thread=speed,
+            speed_batch=SPEED_BATCH,
             # Other work on the machine slows both files alike but the figures with them.
-            "load_average_1min": round(load_before, 2),
-            "cpu_flags": cpu_flags(),
-            "onnxruntime": _ort_version(),
-            "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            load_average_1min=round(load_before, 2),
+            cpu_flags=cpu_flags(),
+            onnxruntime=_ort_version(),
+            created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             **settings,
-        }
+        )
         # The file goes in first: metadata that names an accepted int8 file is only ever
         # written after that file is complete. Re-running over an older int8 file leaves a
         # moment where the old metadata describes the new file; the sha256 the engine checks
@@ -476,20 +491,20 @@ def quantize_version(
         replace_file(target, built.read_bytes())
 
     def add_entry(data: dict[str, Any]) -> None:
-        data.setdefault("engines", {})[ENGINE_KEY] = entry
+        data.setdefault("engines", {})[ENGINE_KEY] = entry.to_dict()
 
     update_metadata(version, add_entry)
     aucs = ", ".join(f"{c} {auc_fp32[c]:.4f} -> {auc_int8[c]:.4f}" for c in class_names)
     speeds = ", ".join(f"{k} {v:.0f}" for k, v in speed.items())
     log(
         f"AUC float32 -> int8: {aucs}; largest drop {max_drop:.4f} (margin {auc_margin}); "
-        f"max |score difference| {entry['max_abs_diff']:.4f}; decisions agree on "
-        f"{100 * entry['decision_agreement']:.1f}% of {entry['eval_images']} images"
+        f"max |score difference| {entry.max_abs_diff or 0.0:.4f}; decisions agree on "
+        f"{100 * (entry.decision_agreement or 0.0):.1f}% of {entry.eval_images} images"
     )
     if speed:
         log(f"images/s, one thread, batch {SPEED_BATCH}: {speeds}")
     log(
-        ("ACCEPTED: " if entry["accepted"] else "REFUSED (recorded; the onnx_int8 engine will not open it): ")
+        ("ACCEPTED: " if entry.accepted else "REFUSED (recorded; the onnx_int8 engine will not open it): ")
         + ("; ".join(reasons) or f"no class's AUC dropped by more than {auc_margin}")
         + f"; {target}"
     )
@@ -502,10 +517,8 @@ def _ort_version() -> str:
     return onnxruntime.__version__
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.quantize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `python -m training quantize`."""
     parser.add_argument("version", nargs="?", type=Path, help="version directory (default: the newest)")
     parser.add_argument("--models", type=Path, default=Path("models"), help="model repository root")
     parser.add_argument("--name", default="moderation", help="model name inside the repository")
@@ -523,7 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         help="7-bit weights: for CPUs without VNNI, where 8-bit products can saturate",
     )
     parser.add_argument("--demo-data", type=Path, help="where the demo images are (or are generated)")
-    parser.add_argument("--dataset", type=Path, help="dataset directory of a version made by `make train`")
+    parser.add_argument(
+        "--dataset", type=Path, help="the version's dataset directory (default: the one its metadata records)"
+    )
     parser.add_argument(
         "--speed-seconds",
         type=float,
@@ -535,15 +550,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do nothing if the version already has an int8 evaluation (accepted or not)",
     )
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace, log: Log = print) -> int:
+    """`python -m training quantize`: 0 accepted (or nothing to do), 3 refused, 2 bad input."""
     version = args.version or latest_version_dir(args.models, args.name)
     if version is None:
         print(f"no version of {args.name} under {args.models}", file=sys.stderr)
         return 2
     if args.if_missing:
-        existing = (load_metadata(version).engines or {}).get("onnx_int8")
-        if existing and (version / existing.get("file", "")).is_file():
-            print(f"{version}: int8 model already evaluated (accepted: {existing.get('accepted')})")
+        existing = load_metadata(version).engines.onnx_int8
+        if existing is not None and existing.file and (version / existing.file).is_file():
+            log(f"{version}: int8 model already evaluated (accepted: {existing.accepted})")
             return 0
     try:
         entry = quantize_version(
@@ -555,13 +573,18 @@ def main(argv: list[str] | None = None) -> int:
             args.dataset,
             args.speed_seconds,
             args.reduce_range,
-            log=lambda m: print(m, flush=True),
+            log=log,
         )
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0 if entry["accepted"] else EXIT_REFUSED
+    return 0 if entry.accepted else EXIT_REFUSED
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv: list[str] | None = None) -> int:
+    """The subcommand on its own (tests call it): `python -m training quantize ARGV...`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training quantize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv), log=lambda m: print(m, flush=True))

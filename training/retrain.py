@@ -21,8 +21,9 @@ from training.train import TrainResult
 
 Log = Callable[[str], None]
 DEMO_WARNING = (
-    "trained on demo data: its 'sexual' class detects a synthetic stand-in (large smooth skin-tone "
-    "shapes), not real sexual content"
+    "trained on demo data (training/demo_data.py): its 'sexual' class detects a synthetic stand-in "
+    "(large smooth skin-tone shapes), not real sexual content; its 'personal_info' class detects "
+    "contact-card layouts and misses most bare lines of text"
 )
 
 
@@ -95,15 +96,26 @@ def comparison_block(decision: promote.Decision, serving_meta: Any, eval_set: Ev
     return {**decision.comparison, "note": note, "decision": decision.to_dict()}
 
 
-def training_summary(cfg: Config, result: TrainResult, manifest: dict) -> dict:
+def training_summary(
+    cfg: Config, result: TrainResult, manifest: dict, dataset_dir: str | os.PathLike[str] | None = None
+) -> dict:
     state = result.state
     demo = any(s["kind"] == "demo" for s in manifest["sources"])
+    sizes = {split: dataset_builder.split_size(manifest, split) for split in dataset_builder.SPLITS}
     return {
         **({"warning": DEMO_WARNING} if demo else {}),
         "pipeline": "training.train",
         "config_variant": cfg.variant,
         "config": cfg.to_dict(),
+        "data": {
+            "train_examples": sizes["train"],
+            "validation_examples": sizes["validation"],
+            "held_out_examples": sizes["eval"],
+            "split": manifest["split"]["by"],
+        },
         "dataset": {
+            # Where to find the evaluation split again (training/quantize.py), as given to training.
+            **({"path": os.fspath(dataset_dir)} if dataset_dir is not None else {}),
             "sources": manifest["sources"],
             "labels_sha256": manifest["labels_sha256"],
             "eval_split_id": manifest["split"]["eval_split_id"],
@@ -203,7 +215,7 @@ def finish_run(
         thresholds=evaluation["thresholds"],
         created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         training={
-            **training_summary(cfg, result, eval_set.manifest),
+            **training_summary(cfg, result, eval_set.manifest, dataset_dir),
             "promotion": {**decision.to_dict(), "forced": entry["forced"], "against_version": entry["serving_version"]},
         },
         evaluation={

@@ -329,8 +329,12 @@ def train(
     n_train = sum(counts)
     steps_per_epoch = max(1, -(-n_train // t.batch_size))
     total_steps = steps_per_epoch * t.epochs
-    train_files = dataset_builder.split_files(dataset_dir, "train", manifest)
-    stop_files = dataset_builder.split_files(dataset_dir, stop_split, manifest)
+    train_source: pipeline.Source = dataset_builder.split_files(dataset_dir, "train", manifest)
+    stop_source: pipeline.Source = dataset_builder.split_files(dataset_dir, stop_split, manifest)
+    if t.input == "memory":
+        started = time.monotonic()
+        train_source, stop_source = pipeline.InMemory.load(train_source), pipeline.InMemory.load(stop_source)
+        log(f"train and {stop_split} splits decoded into memory ({time.monotonic() - started:.1f}s)")
 
     policy = keras.mixed_precision.global_policy()
     if precision == "bfloat16":
@@ -404,7 +408,7 @@ def train(
 
     while state.epoch < t.epochs and not state.stopped_early:
         epoch = state.epoch
-        batches = pipeline.train_dataset(train_files, counts, cfg, epoch)
+        batches = pipeline.train_dataset(train_source, counts, cfg, epoch)
         if state.step_in_epoch:
             batches = batches.skip(state.step_in_epoch)
         loss_sum = correct_sum = seen = 0.0
@@ -434,7 +438,7 @@ def train(
                 checkpoint()
 
         total_loss = total_right = n = 0.0
-        for x, y, _ in pipeline.eval_dataset(stop_files, cfg):
+        for x, y, _ in pipeline.eval_dataset(stop_source, cfg):
             batch_loss, right = eval_step(x, y)
             total_loss += float(batch_loss)
             total_right += float(right)

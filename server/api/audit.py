@@ -1,5 +1,5 @@
 """The gRPC adapter of the Audit service: proto <-> server/audit/review_service.py. Store calls block,
-so they run in threads; typed exceptions reach ErrorMappingInterceptor (server/api/moderation.py)."""
+so they run in threads; typed exceptions reach StatusMappingInterceptor (server/api/interceptors.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from moderation_api.v1 import audit_pb2 as apb
 from moderation_api.v1 import audit_pb2_grpc as apb_grpc
 from moderation_api.v1 import moderation_pb2 as pb
 from server.audit.records import AuditReason, ReviewFilter, StoredRecord, Verdict
-from server.audit.review_service import AuditService
+from server.audit.review_service import ReviewService
 from server.errors import InvalidRequest
 
 SERVICE_NAME = apb.DESCRIPTOR.services_by_name["Audit"].full_name
@@ -86,7 +86,7 @@ def item_to_proto(record: StoredRecord) -> apb.AuditItem:
         url=record.url,
         content_sha256=record.content_sha256,
         top_class=record.top_class,
-        decision=pb.Decision.Value("DECISION_" + record.decision),
+        decision="DECISION_" + record.decision,
         reason=_REASON_TO_PROTO.get(record.reason, apb.AUDIT_REASON_UNSPECIFIED),
         model_name=record.model_name,
         model_version=record.model_version,
@@ -103,7 +103,7 @@ def item_to_proto(record: StoredRecord) -> apb.AuditItem:
 
 
 class AuditServicer(apb_grpc.AuditServicer):
-    def __init__(self, service: AuditService):
+    def __init__(self, service: ReviewService):
         self._service = service
 
     async def SubmitVerdicts(

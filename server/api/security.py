@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from pathlib import Path
 
 import grpc
@@ -36,7 +37,7 @@ def load_tokens(path: str) -> frozenset[bytes]:
     return frozenset(hashlib.sha256(t.encode()).digest() for t in tokens)
 
 
-def token_accepted(metadata: tuple, accepted: frozenset[bytes]) -> bool:
+def token_accepted(metadata: Iterable[tuple[str, str | bytes]] | None, accepted: frozenset[bytes]) -> bool:
     for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
             digest = hashlib.sha256(value.removeprefix("Bearer ").strip().encode()).digest()

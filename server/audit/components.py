@@ -7,7 +7,7 @@ import logging
 import threading
 
 from server.audit.drift import DriftMonitor, RepositoryBaselines
-from server.audit.review_service import AuditService
+from server.audit.review_service import ReviewService
 from server.audit.writer import AuditWriter, open_store
 from server.config import Config
 from server.errors import AuditStoreUnavailable
@@ -16,13 +16,13 @@ from server.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
-class AuditLoop:
+class AuditComponents:
     def __init__(self, config: Config, metrics: Metrics):
         audit = config.audit
         self._metrics = metrics
         self.store = open_store(audit.url, timeout_s=audit.write_timeout_s)
         self.writer = AuditWriter(self.store, audit, metrics)
-        self.service = AuditService(self.store, audit, metrics)
+        self.service = ReviewService(self.store, audit, metrics)
         self.drift = DriftMonitor(
             self.store,
             metrics,

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
+from prometheus_client import Gauge
 
 from model.repository import ModelMetadata, load_metadata, version_dir
 from server.audit.sql_store import DriftRow
@@ -57,7 +59,7 @@ def wilson_interval(p: float, n: float, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def psi(expected: Sequence[float], actual: Sequence[float], epsilon: float = PSI_EPSILON) -> float:
+def psi(expected: npt.ArrayLike, actual: npt.ArrayLike, epsilon: float = PSI_EPSILON) -> float:
     """Population stability index of `actual` against `expected` (counts or shares per bin):
     sum over bins of (a - e) * ln(a / e) on shares. Customary reading: < 0.1 stable, 0.1-0.25
     moderate shift, > 0.25 significant shift."""
@@ -254,7 +256,7 @@ class DriftMonitor:
         self._interval_s = interval_s
         self._min_records = min_records
         self._max_records = max_records
-        self._published: dict[object, set[tuple[str, ...]]] = {}
+        self._published: dict[Gauge, set[tuple[str, ...]]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -295,9 +297,9 @@ class DriftMonitor:
 
     def _publish(self, stats: list[WindowStats], backlog: dict[str, int], oldest_age: float | None) -> None:
         m = self._metrics
-        values: dict[object, dict[tuple[str, ...], float]] = {}
+        values: dict[Gauge, dict[tuple[str, ...], float]] = {}
 
-        def put(gauge, labels: tuple[str, ...], value: float | None) -> None:
+        def put(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
             if value is not None:
                 values.setdefault(gauge, {})[labels] = value
 

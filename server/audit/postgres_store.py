@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -62,7 +63,7 @@ class PostgresAuditStore(SQLAuditStore):
     def __init__(self, url: str, connect_timeout_s: float = 5.0, statement_timeout_s: float = 10.0, pool_size: int = 4):
         self.url = url
         self._conninfo, self.schema = split_url(url)
-        self._connect_kwargs = {
+        self._connect_kwargs: dict[str, Any] = {
             "connect_timeout": max(1, round(connect_timeout_s)),
             # A peer that vanished without a reset (network partition) would otherwise hold a
             # query for the kernel's retransmission timeout, ~15 minutes.

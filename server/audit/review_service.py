@@ -18,7 +18,10 @@ DEFAULT_REVIEW_ITEMS = 20
 MAX_FILTER_IDS = 1000
 
 
-class AuditService:
+class ReviewService:
+    """What reviewers do with the audit store: lease records to judge, submit and retract
+    verdicts, release leases; with the metrics each of these moves."""
+
     def __init__(self, store: SQLAuditStore, config: AuditConfig, metrics: Metrics):
         self.store = store
         self.config = config

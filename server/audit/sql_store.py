@@ -416,7 +416,8 @@ class SQLAuditStore:
         self, since: float | None = None, until: float | None = None, model_name: str = ""
     ) -> Iterator[StoredRecord]:
         """Judged records in verdict order, for exports."""
-        where, params = ["verdict_at IS NOT NULL"], []
+        where: list[str] = ["verdict_at IS NOT NULL"]
+        params: list[float | str] = []
         if since is not None:
             where.append("verdict_at >= ?")
             params.append(since)

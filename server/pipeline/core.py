@@ -77,17 +77,16 @@ class ModerationCore:
         outcome = ImageOutcome(id=image.id, url=image.url)
         try:
             data = await self._obtain(image, deadline)
-            result: ItemResult = await model.batcher.submit(data)
-            outcome.content_sha256 = result.content_sha256
-            self.metrics.stage_seconds.labels("decode").observe(result.decode_s)
-            result.raise_error()
         except ImageError as exc:
-            outcome.error = exc
-            outcome.decision = self.on_error
-            return outcome
+            return self._failed(outcome, exc)
+        result = await model.batcher.submit(data)
+        outcome.content_sha256 = result.content_sha256
+        self.metrics.stage_seconds.labels("decode").observe(result.decode_s)
+        if result.error is not None:
+            return self._failed(outcome, result.error)
+        row = _scores(result)
         self.metrics.stage_seconds.labels("inference").observe(result.inference_s)
         names = model.metadata.class_names
-        row = result.scores
         outcome.scores = {name: float(row[i]) for i, name in enumerate(names)}
         outcome.top_class = names[int(np.argmax(row))]
         choice = self.audit_policy.choose(
@@ -95,6 +94,11 @@ class ModerationCore:
         )
         outcome.decision, outcome.audit_sampled = choice.decision, choice.sampled
         outcome.audit_reason = choice.reason.value if choice.reason else ""
+        return outcome
+
+    def _failed(self, outcome: ImageOutcome, error: ImageError) -> ImageOutcome:
+        outcome.error = error
+        outcome.decision = self.on_error
         return outcome
 
     async def predict_tensors(
@@ -122,8 +126,9 @@ class ModerationCore:
             )
         results = await asyncio.gather(*(model.batcher.submit(img) for img in images))
         for result in results:
-            result.raise_error()
-        return np.stack([r.scores for r in results]), model
+            if result.error is not None:
+                raise result.error
+        return np.stack([_scores(r) for r in results]), model
 
     async def _obtain(self, image: ImageInput, deadline: float) -> bytes:
         if image.content is not None:
@@ -165,3 +170,9 @@ class ModerationCore:
                     sample_weight=self.audit_policy.sample_weight(reason, outcome.top_class),
                 )
             )
+
+
+def _scores(result: ItemResult) -> np.ndarray:
+    """The scores of a result without an error, which every such result has."""
+    assert result.scores is not None, "a result has scores or an error"
+    return result.scores

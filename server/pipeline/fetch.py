@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
+from typing import cast
 
 import aiohttp
 from aiohttp import hdrs
@@ -238,7 +239,8 @@ class VettingResolver(AbstractResolver):
                     address, port_text = await loop.getnameinfo(sockaddr, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
                     sock_port = int(port_text)
             elif fam == socket.AF_INET:
-                address, sock_port = sockaddr[0], sockaddr[1]
+                # An AF_INET answer is (host, port); the type covers every family's.
+                address, sock_port = cast(tuple[str, int], sockaddr)
             else:
                 continue
             ip = ipaddress.ip_address(address)

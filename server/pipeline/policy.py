@@ -3,8 +3,10 @@ overridable in config."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from model.repository import ModelMetadata
 from server.types import Decision
 
 
@@ -59,3 +61,14 @@ class Policy:
             if score >= t.review:
                 decision = Decision.REVIEW
         return decision
+
+
+def policy_factory(overrides_text: str) -> Callable[[ModelMetadata], Policy]:
+    """What the model manager calls for each version it loads: the version's thresholds with
+    the configured overrides (`--policy-thresholds`) on top."""
+    overrides = parse_overrides(overrides_text)
+
+    def make(metadata: ModelMetadata) -> Policy:
+        return Policy(list(metadata.class_names), metadata.benign_class, metadata.thresholds, overrides)
+
+    return make

@@ -18,17 +18,24 @@ from server.serving.engines import Engine
 
 @dataclass
 class ItemResult:
+    """One image's result: scores, or the error that stopped it (never both). It crosses from
+    worker processes pickled, ImageError included."""
+
     content_sha256: str = ""
     scores: np.ndarray | None = None
-    # (code, message) rather than an ImageError: exceptions with custom __init__ do not pickle.
-    error: tuple[str, str] | None = None
+    error: ImageError | None = None
     decode_s: float = 0.0
     inference_s: float = 0.0
     batch_size: int = 0
 
-    def raise_error(self) -> None:
-        if self.error is not None:
-            raise ImageError(ImageErrorCode(self.error[0]), self.error[1])
+    @classmethod
+    def failed(cls, error: ImageError) -> ItemResult:
+        return cls(error=error)
+
+
+def inference_failed(exc: BaseException) -> ImageError:
+    """What an image gets when the model call of its batch raised."""
+    return ImageError(ImageErrorCode.INFERENCE_FAILED, f"model call failed: {type(exc).__name__}: {exc}")
 
 
 # An item is encoded image bytes, or an already decoded uint8 tensor at the model's input size
@@ -51,7 +58,7 @@ def process_batch(engine: Engine, items: list[Item], size: tuple[int, int], deco
             tensors.append(decode_image(item, size, decode))
             index.append(i)
         except ImageError as exc:
-            results[i].error = (exc.code.value, exc.message)
+            results[i].error = exc
         results[i].decode_s = time.perf_counter() - started
     if tensors:
         started = time.perf_counter()
@@ -60,9 +67,8 @@ def process_batch(engine: Engine, items: list[Item], size: tuple[int, int], deco
             if scores.shape[0] != len(tensors):
                 raise ValueError(f"engine returned {scores.shape[0]} rows for {len(tensors)} images")
         except Exception as exc:  # a failing batch fails its own images, never the server
-            message = f"model call failed: {type(exc).__name__}: {exc}"
             for i in index:
-                results[i].error = (ImageErrorCode.INFERENCE_FAILED.value, message)
+                results[i].error = inference_failed(exc)
             return results
         elapsed = time.perf_counter() - started
         for row, i in zip(scores, index, strict=True):

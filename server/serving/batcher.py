@@ -10,47 +10,57 @@ fast."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from server.config import BatchConfig
-from server.errors import ImageError, ImageErrorCode, Overloaded
+from server.errors import ImageError, Overloaded
 from server.metrics import Metrics
+from server.serving.batch import inference_failed
 
 log = logging.getLogger(__name__)
 
+ItemT = TypeVar("ItemT")  # an item, as submitted
+ResultT = TypeVar("ResultT")  # its result, as the runner returns it
 
-class Batcher:
-    """`run(items) -> results` is called at most `slots` batches at a time and returns one
-    result per item; a result that is an exception fails that item alone. A coroutine function
-    is awaited on the loop (it does its own I/O: the process runner); a plain one runs on a
-    thread (it computes: the thread runner)."""
+
+@dataclass
+class _Request(Generic[ItemT, ResultT]):
+    """One submitted item waiting in the queue or in its batch."""
+
+    item: ItemT
+    future: asyncio.Future[ResultT]
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+class Batcher(Generic[ItemT, ResultT]):
+    """`run(items) -> results` is awaited at most `slots` batches at a time and returns one
+    result per item, a failed item's included (a runner reports its failures per item). It is
+    the one place where a runner that raises is turned into results: each item of that batch
+    gets `failed(INFERENCE_FAILED error)`, and the server goes on."""
 
     def __init__(
         self,
-        run: Callable[[list[Any]], Sequence[Any] | Awaitable[Sequence[Any]]],
+        run: Callable[[list[ItemT]], Awaitable[Sequence[ResultT]]],
         config: BatchConfig,
         metrics: Metrics,
+        failed: Callable[[ImageError], ResultT],
         slots: int = 1,
     ):
-        self._run_fn = run
-        self._run_is_async = inspect.iscoroutinefunction(run)
+        self._run = run
+        self._failed = failed
         self._config = config
         self._metrics = metrics
         self._slots = asyncio.Semaphore(slots)
         self._idle_slots = slots
         self._slot_count = slots
-        self._executor = (
-            None if self._run_is_async else ThreadPoolExecutor(max_workers=slots, thread_name_prefix="batch")
-        )
-        self._pending: list[tuple[Any, asyncio.Future, float]] = []
+        self._pending: list[_Request[ItemT, ResultT]] = []
         self._arrived = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._running: set[asyncio.Task] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
         self._closing = False
 
     def start(self) -> None:
@@ -64,23 +74,21 @@ class Batcher:
             await self._task
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
 
     @property
     def queued(self) -> int:
         return len(self._pending)
 
-    async def submit(self, item: Any) -> Any:
+    async def submit(self, item: ItemT) -> ResultT:
         if self._closing:
             raise RuntimeError("batcher is closed")
         if len(self._pending) >= self._config.max_queued_images:
             raise Overloaded(f"{len(self._pending)} images are already waiting for the model; retry later")
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future, time.perf_counter()))
+        request: _Request[ItemT, ResultT] = _Request(item, asyncio.get_running_loop().create_future())
+        self._pending.append(request)
         self._metrics.queued_images.inc()
         self._arrived.set()
-        return await future
+        return await request.future
 
     async def _dispatch(self) -> None:
         delay = self._config.max_queue_delay_ms / 1000.0
@@ -98,7 +106,7 @@ class Batcher:
             # per image. With another slot idle there is spare capacity, and waiting would only add
             # the delay to the call's latency (measured: median p50 of 4-image posts at half load
             # 33.9 against 38.4 ms).
-            first_at = self._pending[0][2]
+            first_at = self._pending[0].enqueued_at
             while not self._idle_slots and len(self._pending) < self._config.max_batch_size and not self._closing:
                 left = first_at + delay - time.perf_counter()
                 if left <= 0:
@@ -117,7 +125,7 @@ class Batcher:
             batch = self._pending[: min(self._config.max_batch_size, share)]
             del self._pending[: len(batch)]
             self._metrics.queued_images.dec(len(batch))
-            live = [item for item in batch if not item[1].done()]  # callers that gave up are skipped
+            live = [request for request in batch if not request.future.done()]  # callers that gave up are skipped
             if not live:
                 self._release_slot()
                 continue
@@ -125,31 +133,22 @@ class Batcher:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _run_batch(self, batch: list[tuple[Any, asyncio.Future, float]]) -> None:
+    async def _run_batch(self, batch: list[_Request[ItemT, ResultT]]) -> None:
         try:
             started = time.perf_counter()
-            for _, _, enqueued in batch:
-                self._metrics.stage_seconds.labels("queue").observe(started - enqueued)
+            for request in batch:
+                self._metrics.stage_seconds.labels("queue").observe(started - request.enqueued_at)
             self._metrics.batch_size.observe(len(batch))
             try:
-                items = [item[0] for item in batch]
-                if self._run_is_async:
-                    results = await self._run_fn(items)
-                else:
-                    results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_fn, items)
+                results = await self._run([request.item for request in batch])
                 if len(results) != len(batch):
                     raise ValueError(f"runner returned {len(results)} results for {len(batch)} images")
             except Exception as exc:  # a failing batch fails its own images, never the server
                 log.exception("model call failed for a batch of %d images", len(batch))
-                error = ImageError(ImageErrorCode.INFERENCE_FAILED, f"model call failed: {type(exc).__name__}: {exc}")
-                results = [error] * len(batch)
-            for result, (_, future, _) in zip(results, batch, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+                results = [self._failed(inference_failed(exc)) for _ in batch]
+            for result, request in zip(results, batch, strict=True):
+                if not request.future.done():  # its caller may have given up
+                    request.future.set_result(result)
         finally:
             self._release_slot()
 

@@ -16,25 +16,34 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from model.preprocess import DecodeConfig
 from model.repository import ModelMetadata, list_versions, load_metadata, version_dir
-from server.config import BatchConfig, ModelConfig, PolicyConfig
+from server.config import BatchConfig, ModelConfig
 from server.errors import ModelUnavailable
 from server.metrics import Metrics
-from server.pipeline.policy import Policy, parse_overrides
+from server.serving.batch import Item, ItemResult
 from server.serving.batcher import Batcher
-from server.serving.runners import Runner, RunnerSpec, make_runner
+from server.serving.runners import Runner, RunnerSpec, start_runner
+from server.types import Decision
 
 log = logging.getLogger(__name__)
+
+
+class DecisionPolicy(Protocol):
+    """Scores -> decision, for one model version (server.pipeline.policy.Policy): built by the
+    pipeline from the version's metadata, so serving does not depend on the pipeline."""
+
+    def decide(self, scores: dict[str, float]) -> Decision: ...
 
 
 @dataclass
 class LoadedModel:
     metadata: ModelMetadata
     runner: Runner
-    policy: Policy
-    batcher: Batcher
+    policy: DecisionPolicy
+    batcher: Batcher[Item, ItemResult]
     path: Path
 
     @property
@@ -51,7 +60,7 @@ class ModelManager:
         self,
         config: ModelConfig,
         batch: BatchConfig,
-        policy: PolicyConfig,
+        make_policy: Callable[[ModelMetadata], DecisionPolicy],
         decode: DecodeConfig,
         metrics: Metrics,
         on_loaded: Callable[[LoadedModel], Awaitable[None]] | None = None,
@@ -59,7 +68,8 @@ class ModelManager:
         self._config = config
         self._batch = batch
         self._decode = decode
-        self._overrides = parse_overrides(policy.thresholds)
+        # Built at load time, so that thresholds that do not fit a version fail its load.
+        self._make_policy = make_policy
         self._metrics = metrics
         self._on_loaded = on_loaded
         self.current: LoadedModel | None = None
@@ -72,10 +82,10 @@ class ModelManager:
             raise ModelUnavailable("no model is loaded yet")
         return self.current
 
-    def _build(self, path: Path, loop: asyncio.AbstractEventLoop) -> tuple[ModelMetadata, Runner, Policy]:
-        metadata = load_metadata(path)
-        policy = Policy(list(metadata.class_names), metadata.benign_class, metadata.thresholds, self._overrides)
-        runner = make_runner(RunnerSpec(str(path), self._config, self._decode, self._batch.max_batch_size), loop)
+    async def _build(self, path: Path) -> tuple[ModelMetadata, Runner, DecisionPolicy]:
+        metadata = await asyncio.to_thread(load_metadata, path)
+        policy = self._make_policy(metadata)
+        runner = await start_runner(RunnerSpec(str(path), self._config, self._decode, self._batch.max_batch_size))
         return metadata, runner, policy
 
     def _candidates(self) -> list[Path]:
@@ -103,7 +113,7 @@ class ModelManager:
             for path in candidates:
                 started = time.perf_counter()
                 try:
-                    metadata, runner, policy = await asyncio.to_thread(self._build, path, asyncio.get_running_loop())
+                    metadata, runner, policy = await self._build(path)
                 except Exception as exc:
                     self._failed.add(path)
                     self._metrics.model_loads.labels("failed").inc()
@@ -114,13 +124,8 @@ class ModelManager:
                         exc,
                     )
                     continue
-                run = getattr(runner, "run_async", runner.run)  # the process runner's I/O is on this loop
-                await self._swap(
-                    LoadedModel(
-                        metadata, runner, policy, Batcher(run, self._batch, self._metrics, slots=runner.slots), path
-                    ),
-                    started,
-                )
+                batcher = Batcher(runner.run, self._batch, self._metrics, failed=ItemResult.failed, slots=runner.slots)
+                await self._swap(LoadedModel(metadata, runner, policy, batcher, path), started)
                 return True
             if self.current is None:
                 raise ModelUnavailable(
@@ -149,7 +154,7 @@ class ModelManager:
             await self._on_loaded(new)
         if old is not None:
             await old.batcher.close()
-            await asyncio.to_thread(old.runner.close)
+            await old.runner.close()
 
     def start_polling(self) -> None:
         if self._config.poll_interval_s > 0:
@@ -172,4 +177,4 @@ class ModelManager:
             self._poller.cancel()
         if self.current is not None:
             await self.current.batcher.close()
-            await asyncio.to_thread(self.current.runner.close)
+            await self.current.runner.close()

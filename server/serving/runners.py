@@ -14,18 +14,21 @@ import asyncio
 import collections
 import contextlib
 import fcntl
+import functools
 import logging
 import multiprocessing
 import os
 import pickle
-import struct
-import threading
+import select
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.context import SpawnContext
 from typing import Protocol
 
 from server.config import ModelConfig
-from server.errors import ImageErrorCode
+from server.errors import ImageError, ImageErrorCode
+from server.serving import framing
 from server.serving.batch import Item, ItemResult, process_batch
 from server.serving.loading import RunnerSpec, load_engine
 from server.serving.worker import worker_main
@@ -36,12 +39,17 @@ PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 
 
 class Runner(Protocol):
+    """Used on the event loop: run() and close() are coroutines, and neither blocks it."""
+
     slots: int
     engine_name: str
 
-    def run(self, items: list[Item]) -> list[ItemResult]: ...
+    async def run(self, items: list[Item]) -> list[ItemResult]:
+        """One result per item; a failure the runner expects (an image that does not decode, a
+        model call or a worker that fails) is that item's error, not an exception."""
+        ...
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 def worker_count(config: ModelConfig) -> int:
@@ -50,6 +58,7 @@ def worker_count(config: ModelConfig) -> int:
 
 class ThreadRunner:
     def __init__(self, spec: RunnerSpec):
+        """Blocking: loads and warms the engine (start() does it off the loop)."""
         self.slots = worker_count(spec.model)
         self._spec = spec
         # Not threads x slots: concurrent runs of one ONNX Runtime session share its intra-op
@@ -57,12 +66,25 @@ class ThreadRunner:
         # its slot's own thread and nothing spins (10.7 -> 7.6 ms of CPU per image measured).
         self._engine, self._size = load_engine(spec, spec.model.threads)
         self.engine_name = self._engine.name
+        # Its own threads, one per slot, rather than the loop's default executor: that one is
+        # sized by core count, not slots, and also runs the audit API's and model loading's
+        # blocking calls, which a batch must not queue behind.
+        self._threads = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="batch")
 
-    def run(self, items: list[Item]) -> list[ItemResult]:
-        return process_batch(self._engine, items, self._size, self._spec.decode)
+    @classmethod
+    async def start(cls, spec: RunnerSpec) -> ThreadRunner:
+        return await asyncio.to_thread(cls, spec)
 
-    def close(self) -> None:
-        self._engine.close()
+    async def run(self, items: list[Item]) -> list[ItemResult]:
+        work = functools.partial(process_batch, self._engine, items, self._size, self._spec.decode)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, work)
+
+    async def close(self) -> None:
+        def close() -> None:
+            self._threads.shutdown(wait=True)
+            self._engine.close()
+
+        await asyncio.to_thread(close)
 
 
 def _widen_pipe(fd: int) -> None:
@@ -80,38 +102,19 @@ class _NotStarted(WorkerDied):
     """Sent to a worker that died before it began the batch: safe to send again."""
 
 
-STOP = pickle.dumps(None)  # what the worker exits on
-
-
-def _frame(payload: bytes) -> bytes:
-    """The header multiprocessing.Connection puts before a message (the worker reads with one)."""
-    if len(payload) > 0x7FFFFFFF:
-        return struct.pack("!iQ", -1, len(payload))
-    return struct.pack("!i", len(payload))
+STOP = framing.encode(None)  # what the worker exits on
 
 
 class _AnswerReader(asyncio.Protocol):
-    """A worker's answers, read on the event loop: multiprocessing.Connection frames of pickled
-    results, in the order the batches were sent."""
+    """A worker's answers, read on the event loop: frames of pickled results, in the order the
+    batches were sent."""
 
     def __init__(self, worker: _Worker) -> None:
         self._worker = worker
-        self._buffer = bytearray()
+        self._frames = framing.FrameDecoder()
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        while len(self._buffer) >= 4:
-            (size,) = struct.unpack_from("!i", self._buffer)
-            start = 4
-            if size == -1:
-                if len(self._buffer) < 12:
-                    return
-                (size,) = struct.unpack_from("!Q", self._buffer, 4)
-                start = 12
-            if len(self._buffer) < start + size:
-                return
-            answer = pickle.loads(self._buffer[start : start + size])
-            del self._buffer[: start + size]
+        for answer in self._frames.feed(data):
             self._worker.answered(answer)
 
     def eof_received(self) -> bool:
@@ -125,23 +128,24 @@ class _Worker:
     """One worker process and the batches sent to it that have not come back yet, oldest
     first: the worker answers in order, so each answer settles the oldest.
 
-    Started and made ready on any thread (spawning and loading block); attach() then hands its
-    pipes to the event loop, which does all further I/O: no thread sits between a batch and its
-    worker, in either direction."""
+    Started and made ready off the event loop (spawning and loading block); attach() then
+    hands its pipes to the loop, which does all further I/O: no thread sits between a batch
+    and its worker, in either direction."""
 
-    def __init__(self, ctx, spec: RunnerSpec, index: int):
+    def __init__(self, ctx: SpawnContext, spec: RunnerSpec, index: int):
         self.index = index
         self.batches = 0
         self.load_nice: int | None = None  # what the worker reports when ready
         self.serve_nice: int | None = None
         self.alive = False
-        self.pending: collections.deque[asyncio.Future] = collections.deque()
+        self.pending: collections.deque[asyncio.Future[list[ItemResult]]] = collections.deque()
         self.write_fd = -1
         self._writer: asyncio.WriteTransport | None = None
         self._reader: asyncio.ReadTransport | None = None
         self._on_death: Callable[[_Worker, BaseException], None] | None = None
         # One pipe each way, so that sending the next batch and reading the last answer never
-        # share a connection.
+        # share a file. Connections only to carry the pipes into the spawned process: both ends
+        # frame with server.serving.framing on the file descriptors.
         self._inbox, child_out = ctx.Pipe(duplex=False)
         child_in, self._outbox = ctx.Pipe(duplex=False)
         # The spec travels pickled, so that unpickling it (and the numpy, Pillow and ONNX
@@ -158,17 +162,24 @@ class _Worker:
         child_in.close()
         child_out.close()
 
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None  # started in __init__
+        return self.process.pid
+
     def wait_ready(self, timeout: float) -> str:
-        if not self._inbox.poll(timeout):
+        """Blocking: the worker's first frame, which says whether its model loaded."""
+        fd = self._inbox.fileno()
+        if not select.select([fd], [], [], timeout)[0]:
             raise TimeoutError(f"worker did not load its model within {timeout:.0f}s")
         try:
-            kind, detail, *nice = self._inbox.recv()
+            kind, detail, *nice = framing.read_frame(fd)
         except EOFError:
             raise RuntimeError(f"worker exited during start-up (exit code {self.process.exitcode})") from None
         if kind != "ready":
             raise RuntimeError(f"worker failed to load the model: {detail}")
         self.load_nice, self.serve_nice = nice
-        return detail
+        return str(detail)
 
     async def attach(self, on_death: Callable[[_Worker, BaseException], None]) -> None:
         """On the event loop: its pipes become non-blocking transports of the loop."""
@@ -183,13 +194,13 @@ class _Worker:
         self._writer, _ = await loop.connect_write_pipe(asyncio.Protocol, outbox)
         self.alive = True
 
-    def submit(self, payload: bytes) -> asyncio.Future:
-        """On the event loop: queues the pickled batch (the transport writes what the pipe
-        does not take at once when the worker reads) and returns its answer's future."""
+    def submit(self, frame: bytes) -> asyncio.Future[list[ItemResult]]:
+        """On the event loop: queues the framed batch (the transport writes what the pipe does
+        not take at once when the worker reads) and returns its answer's future."""
+        assert self._writer is not None, "submit before attach"
         future = asyncio.get_running_loop().create_future()
         self.pending.append(future)
-        self._writer.write(_frame(payload))
-        self._writer.write(payload)
+        self._writer.write(frame)
         return future
 
     def answered(self, results: list[ItemResult]) -> None:
@@ -219,7 +230,6 @@ class _Worker:
         """On the event loop: asks the worker to exit once it has answered what it holds."""
         self.alive = False
         if self._writer is not None and not self._writer.is_closing():
-            self._writer.write(_frame(STOP))
             self._writer.write(STOP)
             self._writer.close()
 
@@ -232,6 +242,11 @@ class _Worker:
         for end in (self._inbox, self._outbox):
             end.close()
 
+    def kill(self) -> None:
+        """Blocking."""
+        self.process.kill()
+        self.join()
+
     def close_pipes(self) -> None:
         """On the event loop, once the process has exited."""
         for transport in (self._reader, self._writer):
@@ -239,58 +254,73 @@ class _Worker:
                 transport.close()
 
 
+def _each(workers: list[_Worker], blocking: Callable[[_Worker], None]) -> None:
+    for w in workers:
+        blocking(w)
+
+
+def _start_workers(
+    ctx: SpawnContext, spec: RunnerSpec, indices: list[int], timeout: float
+) -> tuple[list[_Worker], str]:
+    """Blocking: a worker per index, loading side by side, and the name of their engine."""
+    started: list[_Worker] = []
+    try:
+        started.extend(_Worker(ctx, spec, i) for i in indices)
+        names = {w.wait_ready(timeout) for w in started}
+    except BaseException:
+        for w in started:
+            w.kill()
+        raise
+    return started, names.pop()
+
+
+def _start_worker(ctx: SpawnContext, spec: RunnerSpec, index: int, timeout: float) -> _Worker:
+    """Blocking: one worker, loaded."""
+    return _start_workers(ctx, spec, [index], timeout)[0][0]
+
+
 class ProcessRunner:
-    """`workers` processes, each sent up to `pipeline_depth` batches at a time. All pipe I/O
-    runs on one event loop: the server's (run_async on it), or a thread of the runner's own
-    when none is given (run from any other thread). A worker that dies fails the batch it was
-    running and is replaced at once; the batches queued behind it and those sent meanwhile go
-    to the others, or wait for the replacement.
+    """`workers` processes, each sent up to `pipeline_depth` batches at a time, all pipe I/O on
+    the event loop it was started on. A worker that dies fails the batch it was running and is
+    replaced at once; the batches queued behind it and those sent meanwhile go to the others, or
+    wait for the replacement."""
 
-    Construct it off the loop it is given (asyncio.to_thread): starting workers blocks."""
-
-    def __init__(self, spec: RunnerSpec, start_timeout_s: float = 120.0, loop: asyncio.AbstractEventLoop | None = None):
-        workers = worker_count(spec.model)
-        self.slots = workers * max(1, spec.model.pipeline_depth)
+    def __init__(self, spec: RunnerSpec, ctx: SpawnContext, workers: list[_Worker], engine_name: str, timeout: float):
+        """Use start()."""
+        self.slots = len(workers) * max(1, spec.model.pipeline_depth)
+        self.engine_name = engine_name
         self._spec = spec
-        self._timeout = start_timeout_s
+        self._ctx = ctx
+        self._timeout = timeout
         self._closing = False
         self._changed = asyncio.Event()  # set when a worker is replaced
-        self._own_thread: threading.Thread | None = None
+        self._replacing: set[asyncio.Task[None]] = set()
+        self._all = workers
+
+    @classmethod
+    async def start(cls, spec: RunnerSpec, start_timeout_s: float = 120.0) -> ProcessRunner:
+        """Starts the workers off the loop (spawning and loading block) and attaches their pipes
+        to this loop."""
         # spawn, not fork: the parent holds gRPC and asyncio state that must not be copied.
-        self._ctx = multiprocessing.get_context("spawn")
-        started = [_Worker(self._ctx, spec, i) for i in range(workers)]
+        ctx = multiprocessing.get_context("spawn")
+        workers, engine_name = await asyncio.to_thread(
+            _start_workers, ctx, spec, list(range(worker_count(spec.model))), start_timeout_s
+        )
+        runner = cls(spec, ctx, workers, engine_name, start_timeout_s)
         try:
-            names = {w.wait_ready(start_timeout_s) for w in started}
+            for w in workers:
+                await w.attach(runner._on_death)
         except BaseException:
-            for w in started:
-                w.process.kill()
-                w.join()
+            runner._closing = True
+            for w in workers:
+                w.close_pipes()
+            await asyncio.to_thread(_each, workers, _Worker.kill)
             raise
-        self.engine_name = names.pop()
-        self._all = started
-        if loop is None:
-            loop = asyncio.new_event_loop()
-            self._own_thread = threading.Thread(target=loop.run_forever, name="process-runner-io", daemon=True)
-            self._own_thread.start()
-        self._loop = loop
-        self._call(self._attach(started))
-
-    def _call(self, coroutine, timeout: float | None = None) -> object:
-        """Runs a coroutine on the runner's loop from another thread and waits for it."""
-        if _running_loop() is self._loop or self._loop.is_closed() or not self._loop.is_running():
-            coroutine.close()
-            raise RuntimeError(
-                "ProcessRunner: its event loop is not running, or this is that loop's own thread (use run_async there)"
-            )
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
-    async def _attach(self, workers: list[_Worker]) -> None:
-        for w in workers:
-            await w.attach(self._on_death)
+        return runner
 
     @property
     def pids(self) -> list[int]:
-        return [w.process.pid for w in self._all]
+        return [w.pid for w in self._all]
 
     @property
     def priorities(self) -> list[tuple[int | None, int | None]]:
@@ -300,25 +330,21 @@ class ProcessRunner:
     @property
     def live_pids(self) -> list[int]:
         """The workers that take batches now (a dead one leaves as soon as its pipe closes)."""
-        return [w.process.pid for w in self._all if w.alive]
+        return [w.pid for w in self._all if w.alive]
 
     @property
     def batches_per_worker(self) -> list[int]:
         return [w.batches for w in self._all]
 
-    def run(self, items: list[Item]) -> list[ItemResult]:
-        return self._call(self.run_async(items))
-
-    async def run_async(self, items: list[Item]) -> list[ItemResult]:
-        """On the runner's loop."""
-        payload = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+    async def run(self, items: list[Item]) -> list[ItemResult]:
+        frame = framing.encode(items)
         deadline = time.monotonic() + self._timeout
         while True:
             worker = await self._pick(deadline)
             if worker is None:
                 return self._failed(items, WorkerDied("no worker process is running"))
             try:
-                return await worker.submit(payload)
+                return await worker.submit(frame)
             except _NotStarted:
                 continue  # it never ran: the next worker (or the replacement) takes it
             except WorkerDied as exc:
@@ -339,86 +365,65 @@ class ProcessRunner:
                 await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
 
     @staticmethod
-    def _failed(items: list[Item], exc: BaseException) -> list[ItemResult]:
-        return [ItemResult(error=(ImageErrorCode.INFERENCE_FAILED.value, str(exc))) for _ in items]
+    def _failed(items: list[Item], exc: WorkerDied) -> list[ItemResult]:
+        return [ItemResult.failed(ImageError(ImageErrorCode.INFERENCE_FAILED, str(exc))) for _ in items]
 
     def _on_death(self, dead: _Worker, exc: BaseException) -> None:
-        """On the loop, when a worker's pipe closes: its replacement starts on a thread."""
+        """On the loop, when a worker's pipe closes: its replacement starts."""
         if self._closing:
             return
-        log.error("worker %s died (%s: %s); restarting it", dead.process.pid, type(exc).__name__, exc)
-        self._loop.run_in_executor(None, self._replace, dead)
+        log.error("worker %s died (%s: %s); restarting it", dead.pid, type(exc).__name__, exc)
+        task = asyncio.get_running_loop().create_task(self._replace(dead), name=f"replace-worker-{dead.index}")
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
 
-    def _replace(self, dead: _Worker) -> None:
-        dead.process.kill()
-        dead.join()
+    async def _replace(self, dead: _Worker) -> None:
         started = time.perf_counter()
         fresh = None
         try:
-            fresh = _Worker(self._ctx, self._spec, dead.index)
-            fresh.wait_ready(self._timeout)
+            await asyncio.to_thread(dead.kill)
+            dead.close_pipes()
+            fresh = await asyncio.to_thread(_start_worker, self._ctx, self._spec, dead.index, self._timeout)
             if self._closing:
                 raise RuntimeError("the runner closed meanwhile")
-            self._call(self._install(fresh, dead), self._timeout)
+            await fresh.attach(self._on_death)
         except Exception as exc:
-            if fresh is not None and not fresh.alive:
-                fresh.process.kill()
-                fresh.join()
+            if fresh is not None:
+                fresh.close_pipes()
+                await asyncio.to_thread(fresh.kill)
             if self._closing:
                 log.info("replacement for worker %s not needed: %s", dead.index, exc)
             else:
                 log.exception("replacement for worker %s failed; serving with the others", dead.index)
             return
-        if self._closing:  # closed while it attached: _install asked it to exit
-            fresh.join()
-            return
-        log.info("replacement worker %s ready in %.2fs", fresh.process.pid, time.perf_counter() - started)
-
-    async def _install(self, fresh: _Worker, dead: _Worker) -> None:
-        await fresh.attach(self._on_death)
-        if self._closing:
+        if self._closing:  # closed while it attached
             fresh.shut()
+            await asyncio.to_thread(fresh.join)
+            fresh.close_pipes()
             return
         self._all = [fresh if w is dead else w for w in self._all]
         self._changed.set()
+        log.info("replacement worker %s ready in %.2fs", fresh.pid, time.perf_counter() - started)
 
-    def close(self) -> None:
-        """Blocking; call it off the runner's loop."""
+    async def close(self) -> None:
+        """Asks every worker to exit once it has answered what it holds, and waits for them
+        (and for a replacement being started) to go."""
         self._closing = True
         workers = list(self._all)
-
-        async def shut() -> None:
-            for w in workers:
-                w.shut()
-            self._changed.set()
-
-        async def close_pipes() -> None:
-            for w in workers:
-                w.close_pipes()
-
-        if self._loop.is_running():
-            self._call(shut())
         for w in workers:
-            w.join()
-        if self._loop.is_running():
-            self._call(close_pipes())
-        if self._own_thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._own_thread.join()
-            self._loop.close()
+            w.shut()
+        self._changed.set()
+        await asyncio.to_thread(_each, workers, _Worker.join)
+        for w in workers:
+            w.close_pipes()
+        if self._replacing:
+            await asyncio.gather(*self._replacing, return_exceptions=True)
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def make_runner(spec: RunnerSpec, loop: asyncio.AbstractEventLoop | None = None) -> Runner:
-    """loop: the event loop a process runner does its I/O on (the server's)."""
+async def start_runner(spec: RunnerSpec) -> Runner:
+    """The runner `spec.model.runner` names, started; on the running loop for its I/O."""
     if spec.model.runner == "process":
-        return ProcessRunner(spec, loop=loop)
+        return await ProcessRunner.start(spec)
     if spec.model.runner == "thread":
-        return ThreadRunner(spec)
+        return await ThreadRunner.start(spec)
     raise ValueError(f"unknown runner {spec.model.runner!r}; use process or thread")

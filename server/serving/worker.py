@@ -16,6 +16,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from server.serving.framing import read_frame, write_frame
+
 
 def thread_nice(tid: int | None = None) -> int:
     """The nice value of one thread of this process (Linux), read from /proc: os.getpriority
@@ -53,20 +55,24 @@ def _load_on_low_priority_thread(spec_bytes: bytes) -> tuple[Any, Any, tuple[int
 
 
 def worker_main(inbox: Connection, outbox: Connection, spec_bytes: bytes) -> None:
-    """Reads batches from `inbox` and answers each on `outbox`, in order, until None or EOF."""
+    """Reads batches from `inbox` and answers each on `outbox`, in order, until None or EOF.
+
+    The Connections only carry the pipes into this process: what crosses them is framed by
+    server.serving.framing, written and read on their file descriptors."""
+    read_fd, write_fd = inbox.fileno(), outbox.fileno()
     try:
         spec, engine, size, load_nice = _load_on_low_priority_thread(spec_bytes)
     except BaseException as exc:  # report why, instead of a bare EOF in the parent
-        outbox.send(("error", f"{type(exc).__name__}: {exc}"))
+        write_frame(write_fd, ("error", f"{type(exc).__name__}: {exc}"))
         return
     from server.serving.batch import process_batch
 
-    outbox.send(("ready", engine.name, load_nice, thread_nice()))
+    write_frame(write_fd, ("ready", engine.name, load_nice, thread_nice()))
     while True:
         try:
-            items = inbox.recv()
+            items = read_frame(read_fd)
         except (EOFError, OSError, KeyboardInterrupt):
             return
         if items is None:
             return
-        outbox.send(process_batch(engine, items, size, spec.decode))
+        write_frame(write_fd, process_batch(engine, items, size, spec.decode))

@@ -33,35 +33,35 @@ class Engine(Protocol):
 
 
 def onnx_passed_parity(metadata: ModelMetadata, path: Path, tolerance: float) -> bool:
-    onnx = (metadata.engines or {}).get("onnx") or {}
-    return bool(onnx.get("file")) and (path / onnx["file"]).exists() and onnx.get("max_abs_diff", 1.0) <= tolerance
+    onnx = metadata.engines.onnx
+    return onnx is not None and onnx.passed_parity(tolerance) and (path / onnx.file).exists()
 
 
 def int8_refusal(metadata: ModelMetadata, path: Path, config: ModelConfig) -> str | None:
     """Why the version's int8 file (training/quantize.py) must not be served; None if it may.
 
-    It may when `python -m training.quantize` accepted it, the AUC drop it measured is within this
+    It may when `python -m training quantize` accepted it, the AUC drop it measured is within this
     server's `int8_auc_margin` too (a server can ask for less than the quantizer allowed, never
     more), the file is the one that was evaluated, and the float32 ONNX file it was made from
     and compared with passed its own parity check."""
-    entry = (metadata.engines or {}).get("onnx_int8")
-    if not entry:
-        return "no int8 model: run `python -m training.quantize` on the version (make quantize)"
-    if not entry.get("accepted"):
-        return f"the int8 model was refused by its evaluation: {'; '.join(entry.get('reasons') or ['no reason'])}"
-    drop = entry.get("max_auc_drop")
+    entry = metadata.engines.onnx_int8
+    if entry is None:
+        return "no int8 model: run `python -m training quantize` on the version (make quantize)"
+    if not entry.accepted:
+        return f"the int8 model was refused by its evaluation: {'; '.join(entry.reasons or ['no reason'])}"
+    drop = entry.max_auc_drop
     if not isinstance(drop, int | float) or not drop <= config.int8_auc_margin:  # also catches NaN
         return f"its largest AUC drop {drop} exceeds int8_auc_margin {config.int8_auc_margin}"
     if not onnx_passed_parity(metadata, path, config.parity_tolerance):
         return "the float32 ONNX model it was made from did not pass its parity check"
-    file = path / entry.get("file", "")
-    if not entry.get("file") or not file.is_file():
+    file = path / entry.file
+    if not entry.file or not file.is_file():
         return f"{file} is missing"
     from model.repository import file_sha256
 
     # The file can be replaced after the evaluation recorded (a re-run of the quantizer that
     # stopped before rewriting the metadata); only the evaluated bytes are served.
-    if file_sha256(file) != entry.get("sha256"):
+    if file_sha256(file) != entry.sha256:
         return f"{file} is not the file that was evaluated (sha256 differs from the metadata's)"
     return None
 
@@ -87,16 +87,18 @@ def open_engine(metadata: ModelMetadata, path: Path, config: ModelConfig, thread
             raise ValueError(f"{path}: engine onnx_int8 refused: {reason}")
         from server.serving.engines.onnx_engine import OnnxInt8Engine
 
-        return OnnxInt8Engine(str(path / metadata.engines["onnx_int8"]["file"]), threads=threads)
+        assert metadata.engines.onnx_int8 is not None  # int8_refusal said so
+        return OnnxInt8Engine(str(path / metadata.engines.onnx_int8.file), threads=threads)
     if engine == "onnx":
         if not onnx_ok:
             raise ValueError(
                 f"{path}: no ONNX model that passed its parity check (tolerance "
-                f"{config.parity_tolerance}; metadata says {(metadata.engines or {}).get('onnx')!r})"
+                f"{config.parity_tolerance}; metadata says {metadata.engines.onnx!r})"
             )
         from server.serving.engines.onnx_engine import OnnxEngine
 
-        return OnnxEngine(str(path / metadata.engines["onnx"]["file"]), threads=threads)
+        assert metadata.engines.onnx is not None  # onnx_ok said so
+        return OnnxEngine(str(path / metadata.engines.onnx.file), threads=threads)
     if engine == "savedmodel":
         from server.serving.engines.savedmodel_engine import SavedModelEngine
 
