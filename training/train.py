@@ -76,6 +76,11 @@ class TrainResult:
 def resolve_precision(choice: str) -> str:
     if choice != "auto":
         return choice
+    # oneDNN capped below AVX-512 (ONEDNN_MAX_CPU_ISA=AVX2, say) emulates bfloat16 like a CPU
+    # without it, whatever /proc/cpuinfo lists.
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa and not isa.startswith(("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10", "ALL", "DEFAULT")):
+        return "float32"
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
     except OSError:
