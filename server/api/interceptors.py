@@ -57,6 +57,9 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
 class _UnaryInterceptor(grpc.aio.ServerInterceptor):
     """Wraps the behaviour of each unary-unary method under SERVED_PREFIXES with `wrap`."""
 
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
     def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
         raise NotImplementedError
 
@@ -69,17 +72,25 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or handler.unary_unary is None or not method.startswith(SERVED_PREFIXES):
             return handler
-        return grpc.unary_unary_rpc_method_handler(
+        # This runs on every call, and the handler below is the same object for every call of
+        # a method: wrap it once, not three closures and handlers per call on the hot path.
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = grpc.unary_unary_rpc_method_handler(
             self.wrap(handler.unary_unary, method),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
 
 class CallMetricsInterceptor(_UnaryInterceptor):
     """Counts calls by method and final status code, and observes their latency."""
 
     def __init__(self, metrics: Metrics):
+        super().__init__()
         self._metrics = metrics
 
     def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
@@ -124,6 +135,7 @@ class AuthInterceptor(_UnaryInterceptor):
     """Refuses calls without one of the accepted bearer tokens (server/api/security.py)."""
 
     def __init__(self, tokens: frozenset[bytes]):
+        super().__init__()
         self._tokens = tokens
 
     def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
