@@ -445,6 +445,93 @@ def empty_rpc_cpu_ms(payload: bytes, calls: int = 2000) -> dict[str, float]:
 # --- the run -----------------------------------------------------------------------------------
 
 
+def text_image(index: int) -> bytes:
+    """A text-bearing image from the model benchmark's held-out generator: personal data and
+    its hard negatives by turns (cards, labels, chats, menus, receipts, timetables ...)."""
+    from training import benchmark_data
+
+    label = "personal_info" if index % 2 == 0 else "ham"
+    for k in range(index, index + 400):
+        data, _, variant = benchmark_data.generate(11, label, k, 400)
+        if variant not in ("standard", "photo"):
+            return data
+    raise RuntimeError("the benchmark generator gave no text-bearing image")
+
+
+def mixed_requests(photos: list[bytes], texts: list[bytes], text_every: int = 5):
+    """One image per call; every `text_every`-th a text-bearing one (5: an 80/20 mix)."""
+
+    def make(seq: int) -> pb.ClassifyRequest:
+        if seq % text_every == text_every - 1:
+            data = texts[(seq // text_every) % len(texts)]
+        else:
+            data = photos[seq % len(photos)]
+        return pb.ClassifyRequest(post_id=f"bench-{seq}", images=[pb.ImageInput(id="0", content=data)])
+
+    return prepared(make, len(photos) * len(texts))
+
+
+def classify_all(target: str, images: list[bytes], repeats: int, concurrency: int = 8) -> list[Any]:
+    """Each image `repeats` times, `concurrency` calls in flight; the responses."""
+    import concurrent.futures
+
+    import grpc
+
+    from moderation_api.v1 import moderation_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.ModerationStub(channel)
+        requests = [
+            pb.ClassifyRequest(post_id=f"cpu-{i}", images=[pb.ImageInput(id="0", content=images[i % len(images)])])
+            for i in range(len(images) * repeats)
+        ]
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            return list(pool.map(lambda r: stub.Classify(r, timeout=60), requests))
+
+
+def cpu_ms_per_image(server: ServerProcess, images: list[bytes], repeats: int) -> tuple[float, list[Any]]:
+    """Server CPU (front process and workers) per image over len(images) * repeats calls."""
+    classify_all(server.target, images[:4], 1)  # warm: first calls pay lazy set-up
+    before = server.cpu()
+    responses = classify_all(server.target, images, repeats)
+    return 1000 * (server.cpu() - before) / len(responses), responses
+
+
+def reader_cost(repo: Path, work: Path, photos: list[bytes], texts: list[bytes], step: float, repeats: int) -> dict:
+    """The text reader's cost, on and off in one run: CPU per photo without text and per
+    text-bearing image, the share of each the gate sent to reading, and the 80/20 mix."""
+    out: dict[str, Any] = {"photos": len(photos), "text_images": len(texts)}
+    for label, extra in (("off", ["--reader-enabled", "false"]), ("on", [])):
+        server = ServerProcess(repo, extra, work)
+        try:
+            photo_ms, photo_answers = cpu_ms_per_image(server, photos, repeats)
+            text_ms, text_answers = cpu_ms_per_image(server, texts, repeats)
+            entry: dict[str, Any] = {
+                "start_to_serving_s": round(server.serving_s, 2),
+                "photo_cpu_ms": round(photo_ms, 2),
+                "text_cpu_ms": round(text_ms, 2),
+                "mixed_1ch": saturate(server.target, mixed_requests(photos, texts), 1, (4, 8, 16, 32), step),
+                "rss": server.rss(),
+            }
+            if label == "on":
+
+                def read_share(answers: list[Any]) -> float:
+                    read = [a.results[0].reading.status != pb.READING_SKIPPED for a in answers]
+                    return round(sum(read) / max(1, len(read)), 3)
+
+                entry["photos_read_share"] = read_share(photo_answers)
+                entry["text_read_share"] = read_share(text_answers)
+            out[label] = entry
+        finally:
+            server.stop()
+    on, off = out["on"], out["off"]
+    out["ratios"] = {
+        "photo_cpu_on_vs_off": round(on["photo_cpu_ms"] / off["photo_cpu_ms"], 2),
+        "mixed_on_vs_off": round(on["mixed_1ch"]["best_images_per_s"] / off["mixed_1ch"]["best_images_per_s"], 3),
+    }
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     repo = Path(args.models)
     version_dir = latest_version_dir(repo, args.name)
@@ -567,6 +654,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 quantized.stop()
         else:
             say("  int8: not measured: the version has no accepted int8 model (make quantize)")
+        texts = images.bytes_of("screenshot") + [text_image(i) for i in range(8)]
+        servers["reader"] = reader_cost(repo, work, photos, texts, step, args.reader_repeats)
+        say(f"  reader: {servers['reader']}")
         unbatched = ServerProcess(repo, ["--batch-max-batch-size", "1"], work)
         try:
             servers["batching_off"] = saturate(unbatched.target, inline_requests(photos), 1, (4, 8, 16), step)
@@ -688,6 +778,7 @@ def markdown(r: dict[str, Any]) -> str:
         ),
         *ideal_rows(r),
         *int8_rows(r),
+        *reader_rows(r),
         (
             "RSS: front process + workers",
             f"{s['rss']['front_mb']} + {s['rss']['workers_mb']} MB",
@@ -713,6 +804,35 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines) + "\n"
+
+
+def reader_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    reader = r["server"].get("reader")
+    if reader is None:  # a bench.json from before the text reader
+        return []
+    on, off, q = reader["on"], reader["off"], reader["ratios"]
+    return [
+        (
+            f"Text reader: server CPU per photo without text ({reader['photos']} photos), reader off / on",
+            f"{off['photo_cpu_ms']} / {on['photo_cpu_ms']} ms; {100 * on['photos_read_share']:.0f}% sent to reading",
+            f"{q['photo_cpu_on_vs_off']}x (target <= 1.5x)",
+        ),
+        (
+            f"Text reader: server CPU per text-bearing image ({reader['text_images']}), reader on",
+            f"{on['text_cpu_ms']} ms (off: {off['text_cpu_ms']}); {100 * on['text_read_share']:.0f}% sent to reading",
+            "target <= 150 ms",
+        ),
+        (
+            "Text reader: 80 % photos / 20 % text images, 1 channel, reader off / on",
+            f"{off['mixed_1ch']['best_images_per_s']} / {on['mixed_1ch']['best_images_per_s']} img/s",
+            f"{100 * q['mixed_on_vs_off']:.0f}% of reader off (target >= 30%)",
+        ),
+        (
+            "Text reader: RSS per worker, reader on / off",
+            f"{on['rss']['workers_mb']} / {off['rss']['workers_mb']} MB",
+            f"start to SERVING {on['start_to_serving_s']} s (target < 300 MB, < 3 s)",
+        ),
+    ]
 
 
 def ideal_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -788,6 +908,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-s", type=float, default=6.0, help="seconds per load step")
     parser.add_argument("--engine-s", type=float, default=3.0, help="seconds per engine measurement")
     parser.add_argument("--post-s", type=float, default=60.0, help="seconds of 4-image posts at half load")
+    parser.add_argument("--reader-repeats", type=int, default=3, help="calls per image for the reader's CPU figures")
     parser.add_argument("--readme", default="README.md", help="README to update ('' to leave it alone)")
     parser.add_argument("--render", metavar="BENCH_JSON", help="only re-render the table from an earlier run")
     args = parser.parse_args(argv)

@@ -149,3 +149,36 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def decode_for_reading(data: bytes, max_side: int, config: DecodeConfig = DecodeConfig()) -> np.ndarray:
+    """The image at reading size for the text reader: aspect kept, longest side at most
+    `max_side` (never enlarged), EXIF orientation applied, RGB uint8 (height, width, 3).
+
+    Same checks and errors as decode_image; the caller has usually decoded these bytes once
+    already for the CNN, so they pass, but a reader must not trust that."""
+    fmt = sniff_format(data)
+    if fmt is None or fmt not in config.formats:
+        raise ImageError(ImageErrorCode.UNSUPPORTED_FORMAT, "not an allowed image format")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img: Image.Image = Image.open(io.BytesIO(data), formats=[fmt])
+            if img.width * img.height > config.max_pixels:
+                raise ImageError(ImageErrorCode.TOO_MANY_PIXELS, f"{img.width}x{img.height} pixels")
+            scale = min(1.0, max_side / max(img.width, img.height, 1))
+            target = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+            if fmt == "JPEG":
+                img.draft("RGB", target)
+            img.seek(0)
+            img.load()
+            img = _to_rgb(ImageOps.exif_transpose(img))
+            scale = min(1.0, max_side / max(img.width, img.height, 1))
+            if scale < 1.0:
+                size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+                img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+            return np.asarray(img, dtype=np.uint8)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(ImageErrorCode.CORRUPT, f"cannot decode {fmt}: {exc}") from exc

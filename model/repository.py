@@ -222,6 +222,9 @@ class ModelMetadata:
     evaluation: dict[str, Any] = field(default_factory=dict)
     engines: Engines = field(default_factory=Engines)
     score_baseline: dict[str, Any] = field(default_factory=dict)
+    # The text reader this version was fitted with: {"engine", "settings", "entity_types",
+    # "fusion": model.reader.fusion.Fusion.to_dict()}. Empty: personal_info is the CNN's alone.
+    reader: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:

@@ -141,6 +141,48 @@ def parse_filter(query) -> apb.ReviewFilter:
     return flt
 
 
+def _enum_name(enum_type, number: int, prefix: str) -> str:
+    try:
+        return enum_type.Name(number).removeprefix(prefix)
+    except ValueError:  # a number this build does not know
+        return "UNSPECIFIED"
+
+
+def reading_json(item: apb.AuditItem) -> dict | None:
+    """The text reader's result for the page (None: the record has none): status and entity names
+    as in model/reader/types.py, boxes as [x0, y0, x1, y1] fractions of the image's width and
+    height (after EXIF orientation, as the image this app serves), clamped to 0..1."""
+    if not item.HasField("reading"):
+        return None
+    reading = item.reading
+
+    def fraction(value: float) -> float:
+        return round(min(1.0, max(0.0, value)), 4) if math.isfinite(value) else 0.0
+
+    findings = []
+    for finding in reading.findings:
+        x0, x1 = sorted((fraction(finding.box.x0), fraction(finding.box.x1)))
+        y0, y1 = sorted((fraction(finding.box.y0), fraction(finding.box.y1)))
+        findings.append(
+            {
+                "entity": _enum_name(pb.EntityType, finding.entity, "ENTITY_"),
+                "confidence": round(finding.confidence, 4),
+                "box": [x0, y0, x1, y1],
+                "masked": finding.masked,
+                "evidence": list(finding.evidence),
+            }
+        )
+    return {
+        "status": _enum_name(pb.ReadingStatus, reading.status, "READING_"),
+        "gate_score": round(reading.gate_score, 4),
+        "lines": reading.lines,
+        "cues": list(reading.cues),
+        "cnn_personal_info": round(reading.cnn_personal_info, 4),
+        "fused": reading.fused,
+        "findings": findings,
+    }
+
+
 def _item_json(item: apb.AuditItem, image: ReviewImage | None) -> dict:
     return {
         "record_id": item.record_id,
@@ -157,6 +199,7 @@ def _item_json(item: apb.AuditItem, image: ReviewImage | None) -> dict:
         "model_version": item.model_version,
         "created_at": _epoch(item.created_at),
         "lease_expires_at": _epoch(item.lease_expires_at) if item.HasField("lease_expires_at") else None,
+        "reading": reading_json(item),
         "image": None
         if image is None
         else {

@@ -86,6 +86,7 @@ class Service:
             cfg.decode,
             self.metrics,
             on_loaded=self._model_loaded,
+            reader=cfg.reader,
         )
         self.core = ModerationCore(cfg, self.models, self.fetcher, self.audit, self.metrics)
 

@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 
 from model.preprocess import DecodeConfig
+from model.reader.config import ReaderConfig
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ class Config:
     fetch: FetchConfig = field(default_factory=FetchConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)

@@ -16,6 +16,14 @@ class Metrics:
         self.calls = Counter(
             "moderation_calls", "Calls by method and final gRPC status code", ["method", "code"], registry=r
         )
+        self.reading = Counter(
+            "moderation_reading",
+            "Images by what the text reader did: skipped (the gate saw no text), read, budget_exceeded, failed",
+            ["status"],
+            registry=r,
+        )
+        # By type only: a finding's text, masked or not, never becomes a label.
+        self.findings = Counter("moderation_findings", "Personal-data findings by entity type", ["entity"], registry=r)
         self.images = Counter(
             "moderation_images",
             "Images by outcome (ok or the per-image error code) and decision",
@@ -28,7 +36,8 @@ class Metrics:
         self.stage_seconds = Histogram(
             "moderation_stage_seconds",
             "Per-image latency of one stage: fetch, decode, queue (wait for a batch), "
-            "inference (the batch's model call)",
+            "inference (the batch's model call), reading (the text reader's share of the batch, "
+            "gate included)",
             ["stage"],
             buckets=_LATENCY_BUCKETS,
             registry=r,

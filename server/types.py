@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from model.reader.types import ReadingResult
 from server.errors import ImageError
 
 
@@ -40,6 +41,8 @@ class ImageOutcome:
     content_sha256: str = ""
     url: str = ""
     audit_reason: str = ""  # why it goes to human review (an AuditReason value); "": it does not
+    reading: ReadingResult | None = None
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass

@@ -64,6 +64,9 @@ def make_config(model_repo: Path, audit_path: Path, allow: tuple[str, ...] = (),
             workers=2,
         ),
         "fetch": dataclasses.replace(base.fetch, allow=allow, timeout_s=2.0),
+        # Off unless a test asks (reader={"enabled": True}): the OCR sessions cost ~1 s a server,
+        # and the fake models' scores are not what the reader is tested with.
+        "reader": dataclasses.replace(base.reader, enabled=False),
         "audit": dataclasses.replace(base.audit, url=f"sqlite:///{audit_path}", flush_interval_s=0.05),
     }
     for name, changes in sections.items():

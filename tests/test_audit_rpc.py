@@ -13,10 +13,12 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from model.reader.types import EntityType, Finding, ReadingResult, ReadingStatus, reading_record
 from moderation_api.v1 import audit_pb2 as apb
 from moderation_api.v1 import audit_pb2_grpc as apb_grpc
 from moderation_api.v1 import moderation_pb2 as pb
 from server.audit import cli
+from server.audit.records import AuditReason, AuditRecord
 from server.audit.verdicts import EXPORT_COLUMNS
 from tests.conftest import encode
 from tests.harness import ServerThread, make_config
@@ -318,3 +320,64 @@ def test_cli_reports_an_unreachable_database(tmp_path, capsys):
     # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
     assert cli.main(["import-verdicts", str(path), "--audit-url", "postgresql://postgres@127.0.0.1:9/test"]) == 3
     assert "audit database" in capsys.readouterr().err
+
+
+def test_audit_items_carry_the_reading(audited):
+    """A record's reading (model.reader.types.reading_record()'s JSON, as the pipeline stores it)
+    comes back as moderation.v1.Reading, the message Classify answers with."""
+    reading = reading_record(
+        ReadingResult(
+            status=ReadingStatus.BUDGET_EXCEEDED,
+            gate_score=0.42,
+            findings=(
+                Finding(
+                    EntityType.PHONE,
+                    0.93,
+                    (0.25, 0.4, 0.75, 0.52),
+                    "090-****-**78",
+                    0,
+                    ("phonenumbers:JP", "cue:phone"),
+                ),
+            ),
+            cue_categories=("phone",),
+            lines=12,
+            cnn_personal_info=0.41,
+            fused=True,
+        )
+    )
+    common = {
+        "request_id": "req-r",
+        "post_id": "post-r",
+        "url": "",
+        "content_sha256": "0" * 64,
+        "scores": {"ham": 0.1, "sexual": 0.02, "personal_info": 0.88},
+        "top_class": "personal_info",
+        "decision": "REVIEW",
+        "reason": AuditReason.FLAGGED,
+        "model_name": "moderation",
+        "model_version": "1",
+    }
+    audited.service.audit_components.store.write(
+        [
+            AuditRecord(image_id="with", created_at=1.0, record_id="rec-with", reading=reading, **common),
+            AuditRecord(image_id="without", created_at=2.0, record_id="rec-without", **common),
+        ]
+    )
+    with audited.channel() as channel:
+        stub = audit_stub(channel)
+        items = stub.NextForReview(apb.NextForReviewRequest(reviewer_id="alice")).items
+        posted = stub.GetPost(apb.GetPostRequest(post_id="post-r")).items
+    for got in (items, posted):
+        with_reading, without = got
+        assert (with_reading.record_id, without.record_id) == ("rec-with", "rec-without")
+        assert not without.HasField("reading")
+        r = with_reading.reading
+        assert r.status == pb.READING_BUDGET_EXCEEDED and r.lines == 12 and list(r.cues) == ["phone"]
+        assert r.gate_score == pytest.approx(0.42) and r.cnn_personal_info == pytest.approx(0.41) and r.fused
+        (finding,) = r.findings
+        assert finding.entity == pb.ENTITY_PHONE and finding.masked == "090-****-**78"
+        assert finding.confidence == pytest.approx(0.93)
+        assert [finding.box.x0, finding.box.y0, finding.box.x1, finding.box.y1] == pytest.approx(
+            [0.25, 0.4, 0.75, 0.52]
+        )
+        assert list(finding.evidence) == ["phonenumbers:JP", "cue:phone"]

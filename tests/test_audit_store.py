@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import sqlite3
 import threading
 import time
@@ -9,8 +12,11 @@ import time
 import psycopg
 import pytest
 
+from model.reader.recognizers import recognize
+from model.reader.types import EntityType, Finding, ReadingResult, ReadingStatus, TextLine, reading_record
 from server.audit import schema
 from server.audit.records import AuditReason, AuditRecord, ReviewFilter, Verdict, VerdictOutcome
+from server.audit.verdicts import export_text
 from server.audit.writer import open_store
 from server.errors import InvalidRequest
 from tests.audit_support import PG_BASE_URL, audit_store_fixture, pg_schema, with_schema  # noqa: F401
@@ -27,6 +33,7 @@ def record(
     version: str = "1",
     created_at: float | None = None,
     weight: float = 1.0,
+    reading: dict | None = None,
 ) -> AuditRecord:
     scores = {c: (0.8 if c == top else 0.1) for c in CLASSES}
     return AuditRecord(
@@ -44,6 +51,7 @@ def record(
         created_at=T0 + i if created_at is None else created_at,
         record_id=f"rec-{i:04d}",
         sample_weight=weight,
+        reading=reading or {},
     )
 
 
@@ -87,6 +95,7 @@ def test_both_stores_have_the_same_schema(tmp_path):
     assert sqlite_indexes == pg_indexes
     assert sqlite_versions == list(range(1, len(schema.MIGRATIONS) + 1))
     assert types["created_at"] == types["verdict_at"] == "double precision"
+    assert types["reading"] == "text"
 
 
 def test_a_first_release_sqlite_file_is_migrated_and_keeps_its_rows(tmp_path):
@@ -105,9 +114,10 @@ def test_a_first_release_sqlite_file_is_migrated_and_keeps_its_rows(tmp_path):
     conn.close()
     store = open_store(f"sqlite:///{path}")
     try:
-        assert store.migration_versions() == [1, 2]
+        assert store.migration_versions() == [1, 2, 3]
         (old,) = store.get(["old"])
         assert old.sample_weight == 1.0 and old.verdict_label is None and old.scores == {"ham": 1.0}
+        assert old.reading == {}
     finally:
         store.close()
 
@@ -262,3 +272,76 @@ def test_time_is_stored_to_the_microsecond(audit_store):
     audit_store.write([record(1, created_at=now)])
     (row,) = audit_store.get(["rec-0001"])
     assert abs(row.created_at - now) < 1e-6
+
+
+# -- what the text reader found ------------------------------------------------------------------
+
+# A reading as model.reader.types.reading_record() writes it: a phone number and an address
+# (non-ASCII, so the column's text keeps Japanese as it is), fused with the CNN's score.
+READING = reading_record(
+    ReadingResult(
+        status=ReadingStatus.READ,
+        gate_score=0.31,
+        findings=(
+            Finding(
+                EntityType.PHONE, 0.93, (0.25, 0.4, 0.75, 0.52), "090-****-**78", 1, ("phonenumbers:JP", "cue:phone")
+            ),
+            Finding(EntityType.ADDRESS, 0.71, (0.1, 0.6, 0.9, 0.7), "東京都新宿区***", 2, ("cue:address",)),
+        ),
+        cue_categories=("phone", "address"),
+        lines=3,
+        cnn_personal_info=0.41234,
+        fused=True,
+    )
+)
+
+
+def test_the_reading_is_stored_read_back_and_exported(audit_store):
+    audit_store.write([record(0, reading=READING), record(1)])
+    got = {r.record_id: r for r in audit_store.get(["rec-0000", "rec-0001"])}
+    assert got["rec-0000"].reading == READING
+    assert got["rec-0000"].reading["findings"][0]["box"] == [0.25, 0.4, 0.75, 0.52]
+    assert got["rec-0001"].reading == {}  # a record made without a reader
+    # Every way a row comes back carries it.
+    (leased,) = [r for r in audit_store.next_for_review("alice", 10, 60, now=T0) if r.record_id == "rec-0000"]
+    assert leased.reading == READING
+    assert audit_store.post_records("post-0", 10)[0].reading == READING
+    audit_store.submit_verdicts(
+        [Verdict(label="personal_info", operator="alice", record_id=r) for r in ("rec-0000", "rec-0001")], now=T0 + 9
+    )
+    judged = list(audit_store.judged())
+    assert [r.reading for r in judged] == [READING, {}]
+    # The verdict export: the same compact JSON text in JSONL and CSV, empty without a reader.
+    jsonl = [json.loads(line) for line in export_text(judged, "jsonl").splitlines()]
+    assert jsonl == list(csv.DictReader(io.StringIO(export_text(judged, "csv"))))
+    assert json.loads(jsonl[0]["reading"]) == READING and "東京都新宿区***" in jsonl[0]["reading"]
+    assert jsonl[1]["reading"] == ""
+
+
+def test_the_store_never_holds_an_unmasked_value(tmp_path):
+    # A real finding: the recognizers read "TEL 090-1234-5678" and keep only the masked value.
+    recognized = recognize([TextLine("TEL 090-1234-5678", 0.98, (0.2, 0.4, 0.8, 0.5))])
+    (finding,) = recognized.findings
+    assert finding.entity is EntityType.PHONE and finding.masked == "090-****-**78"
+    reading = reading_record(
+        ReadingResult(
+            status=ReadingStatus.READ,
+            findings=recognized.findings,
+            cue_categories=tuple(c.category for c in recognized.cues),
+            lines=1,
+        )
+    )
+    store = open_store(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    try:
+        store.write([record(0, reading=reading)])
+        store.submit_verdicts([Verdict(label="personal_info", operator="alice", record_id="rec-0000")])
+        assert store.get(["rec-0000"])[0].reading["findings"][0]["masked"] == "090-****-**78"
+        export = export_text(store.judged(), "jsonl") + export_text(store.judged(), "csv")
+    finally:
+        store.close()
+    files = sorted(tmp_path.glob("audit.sqlite3*"))  # the database, and a WAL if one is left
+    data = b"".join(f.read_bytes() for f in files)
+    assert b"090-****-**78" in data  # the reading is in the file...
+    for needle in ("1234-5678", "12345678", "09012345678"):  # ...and the number is not, in any form
+        assert needle.encode() not in data, (needle, files)
+        assert needle not in export

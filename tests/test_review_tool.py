@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from moderation_api.v1 import moderation_pb2 as pb
 from review.app import ReviewApp
@@ -634,5 +634,197 @@ def test_browser_reviews_the_queue_with_the_keyboard(scene, review, browser):
     judged = list(scene.store.judged())
     assert len(judged) == 8 and {r.verdict_operator for r in judged} == {"alice"}
     # No script error and no Content-Security-Policy violation on the way.
+    severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == []
+
+
+# -- what the text reader found, over the image ----------------------------------------------------
+
+PHONE_TEXT = "TEL 090-1234-5678"
+
+
+def phone_poster(size: tuple[int, int]) -> tuple[bytes, tuple[float, float, float, float]]:
+    """A JPEG with a phone number written on it, and the text's box as fractions of the image
+    (what the reader reports for the line)."""
+    img = Image.new("RGB", size, (236, 232, 220))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((40, 40, size[0] - 40, 150), fill=(60, 90, 160))
+    font_path = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+    font = ImageFont.truetype(str(font_path), 44) if font_path.exists() else ImageFont.load_default(44)
+    left, top, right, bottom = draw.textbbox((70, 220), PHONE_TEXT, font=font)
+    draw.text((70, 220), PHONE_TEXT, fill=(20, 20, 20), font=font)
+    pad = 6
+    box = (
+        round((left - pad) / size[0], 4),
+        round((top - pad) / size[1], 4),
+        round((right + pad) / size[0], 4),
+        round((bottom + pad) / size[1], 4),
+    )
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=90)
+    return out.getvalue(), box
+
+
+@pytest.fixture
+def reading_scene(model_repo, tmp_path, image_host):
+    """A server whose store holds three flagged records with a reading each: a phone number
+    found (fused with the CNN's personal_info), a reading cut short by its budget, and an image
+    whose text gate saw nothing."""
+    from model.reader.recognizers import recognize
+    from model.reader.types import ReadingResult, ReadingStatus, TextLine, reading_record
+
+    config = make_config(model_repo, tmp_path / "audit.sqlite3", allow=(image_host.allow_entry,))
+    server = ServerThread(config).start()
+    jpeg, box = phone_poster((600, 1000))  # portrait: held by the max height on a desktop
+    image_host.add("/phone.jpg", jpeg)
+    image_host.add("/long.jpg", poster(21, AMBER))
+    image_host.add("/plain.jpg", poster(22, GREEN))
+    (finding,) = recognize([TextLine(PHONE_TEXT, 0.97, box)]).findings
+    readings = {
+        "phone": ReadingResult(
+            ReadingStatus.READ,
+            gate_score=0.12,
+            findings=(finding,),
+            cue_categories=("phone",),
+            lines=3,
+            cnn_personal_info=0.41,
+            fused=True,
+        ),
+        "long": ReadingResult(ReadingStatus.BUDGET_EXCEEDED, gate_score=0.6, lines=40),
+        "plain": ReadingResult(ReadingStatus.SKIPPED, gate_score=0.001),
+    }
+    now = time.time()
+    server.service.audit_components.store.write(
+        [
+            AuditRecord(
+                request_id=f"req-{name}",
+                post_id=f"post-{name}",
+                image_id=name,
+                url=image_host.url(f"/{name}.jpg"),
+                content_sha256="",
+                scores={"ham": 0.08, "sexual": 0.04, "personal_info": 0.88},
+                top_class="personal_info",
+                decision="REVIEW",
+                reason=AuditReason.FLAGGED,
+                model_name="moderation",
+                model_version="1",
+                created_at=now - 30 + i,
+                record_id=f"rec-{name}",
+                reading=reading_record(reading),
+            )
+            for i, (name, reading) in enumerate(readings.items())
+        ]
+    )
+    server.config = config
+    server.box = box
+    server.finding = finding
+    review = ReviewThread(review_config(server, config, duplicate_distance=-1))
+    server.review = review
+    yield server
+    review.stop()
+    server.stop()
+
+
+def test_the_queue_passes_the_reading_to_the_page(reading_scene):
+    alice = Operator(reading_scene.review.base, "alice")
+    status, queue = alice.api("GET", "/api/queue")
+    assert status == 200
+    items = {i["image_id"]: i for i in queue["items"]}
+    finding = reading_scene.finding
+    assert finding.masked == "090-****-**78"
+    assert items["phone"]["reading"] == {
+        "status": "READ",
+        "gate_score": 0.12,
+        "lines": 3,
+        "cues": ["phone"],
+        "cnn_personal_info": 0.41,
+        "fused": True,
+        "findings": [
+            {
+                "entity": "PHONE",
+                "confidence": round(finding.confidence, 4),
+                "box": list(reading_scene.box),
+                "masked": "090-****-**78",
+                "evidence": list(finding.evidence),
+            }
+        ],
+    }
+    assert items["long"]["reading"]["status"] == "BUDGET_EXCEEDED" and items["long"]["reading"]["findings"] == []
+    assert items["plain"]["reading"]["status"] == "SKIPPED"
+
+
+def finding_geometry(driver) -> dict:
+    """Where the first finding's box is drawn, as fractions of the displayed image, with its
+    inline percentages."""
+    return driver.execute_script(
+        """
+        const img = document.querySelector("#current .image-frame img");
+        const box = document.querySelector("#current .finding-box");
+        const i = img.getBoundingClientRect(), b = box.getBoundingClientRect();
+        return {
+          x0: (b.left - i.left) / i.width, y0: (b.top - i.top) / i.height,
+          x1: (b.right - i.left) / i.width, y1: (b.bottom - i.top) / i.height,
+          imageWidth: i.width, naturalWidth: img.naturalWidth,
+          style: [box.style.left, box.style.top, box.style.width, box.style.height],
+        };
+        """
+    )
+
+
+@pytest.mark.browser
+def test_browser_draws_the_findings_over_the_image(reading_scene, browser, tmp_path):
+    driver = browser
+    driver.get(reading_scene.review.base + "/")
+    driver.find_element("name", "operator").send_keys("alice")
+    driver.find_element("name", "token").send_keys(TOKEN)
+    driver.find_element("css selector", "form button").click()
+    wait_for(driver, lambda d: d.find_elements("css selector", "#current .finding-box"), what="the finding's box")
+    wait_for(driver, images_loaded, what="the image")
+
+    (box,) = driver.find_elements("css selector", "#current .finding-box")
+    label = box.find_element("css selector", ".finding-label").text
+    confidence = f"{100 * reading_scene.finding.confidence:.1f}%"
+    assert label == f"PHONE 090-****-**78 {confidence}"
+    x0, y0, x1, y1 = reading_scene.box
+    expected = [100 * x0, 100 * y0, 100 * (x1 - x0), 100 * (y1 - y0)]
+    geometry = finding_geometry(driver)
+    # Percentages of the image's frame, so the box follows the image at any size...
+    assert [float(v.removesuffix("%")) for v in geometry["style"]] == pytest.approx(expected, abs=0.01)
+    # ...and the frame is the image: the box lands on the pixels the reader named.
+    assert [geometry[k] for k in ("x0", "y0", "x1", "y1")] == pytest.approx(list(reading_scene.box), abs=0.004)
+    # The image is shown smaller than it is: the box is scaled with it.
+    assert geometry["imageWidth"] < geometry["naturalWidth"]
+
+    text = current_text(driver)
+    assert "Text in the image" in text and "text read: 3 lines" in text
+    assert "personal_info 88.0% (fused with the text) · CNN alone 41.0%" in text
+    (row,) = driver.find_elements("css selector", "#current .findings li")
+    assert "PHONE" in row.text and "090-****-**78" in row.text and confidence in row.text
+    assert "1234-5678" not in driver.page_source  # the page never gets the number itself
+
+    shot = tmp_path / "review-boxes.png"
+    driver.save_screenshot(str(shot))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, ARTIFACTS / "review-boxes.png")
+
+    # At phone width the image is drawn smaller still; the box stays on the number.
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+    )
+    wait_for(driver, lambda d: finding_geometry(d)["imageWidth"] < 380, what="the narrow layout")
+    geometry = finding_geometry(driver)
+    assert [geometry[k] for k in ("x0", "y0", "x1", "y1")] == pytest.approx(list(reading_scene.box), abs=0.006)
+    driver.save_screenshot(str(ARTIFACTS / "review-boxes-phone.png"))
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+    # The next images: a reading cut short, and one whose gate saw no text. No boxes on either.
+    press(driver, "j")
+    wait_for(driver, lambda d: "text not fully read: budget exceeded" in current_text(d), what="the budget status")
+    assert not driver.find_elements("css selector", "#current .finding-box")
+    assert "personal_info" not in driver.find_element("css selector", "#current .reading").text  # not fused
+    press(driver, "j")
+    wait_for(driver, lambda d: "no text (gate)" in current_text(d), what="the gate status")
+    assert not driver.find_elements("css selector", "#current .finding-box")
+    # No script error and no Content-Security-Policy violation (the boxes' positions included).
     severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert severe == []

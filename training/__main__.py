@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("benchmark", help="the demo benchmark; writes its figures into docs/retraining.md")
     common(p)
-    p.add_argument("--per-class", type=int, default=2000, help="benchmark images per class")
+    p.add_argument("--per-class", type=int, default=2000, help="demo images per class to train on")
+    p.add_argument("--heldout-per-class", type=int, default=600, help="held-out benchmark images per class")
     p.add_argument("--out", type=Path, default=Path("var/benchmark"), help="work directory")
     p.add_argument("--doc", type=Path, default=Path("docs/retraining.md"), help="file whose markers get the figures")
     p.add_argument("--heads", default="softmax,sigmoid", help="heads to train and compare")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from training import baseline, benchmark_data, dataset_builder, evaluate, pipeline, tfrecords
+from training import baseline, benchmark_data, dataset_builder, evaluate, pipeline
 from training.config import Config
 from training.thresholds import threshold_for_fpr
 
@@ -90,34 +90,93 @@ def model_figures(
     }
 
 
+def _read_rows(labels_csv: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(labels_csv, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def load_heldout(labels_csv: Path, cfg: Config) -> tuple[np.ndarray, np.ndarray, list[str], list[str], dict[str, str]]:
+    """The held-out benchmark images as the server decodes them: (images, labels, kinds,
+    sha256 keys, sha256 -> path)."""
+    import hashlib
+
+    from model.preprocess import decode_image
+
+    size = (cfg.data.input_size, cfg.data.input_size)
+    classes = list(cfg.data.class_names)
+    images, labels, kinds, keys, refs = [], [], [], [], {}
+    for row in _read_rows(labels_csv):
+        path = labels_csv.parent / row["path"]
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        images.append(decode_image(data, size))
+        labels.append(classes.index(row["label"]))
+        kinds.append(row.get("kind") or row.get("variant") or "standard")
+        keys.append(sha)
+        refs[sha] = os.fspath(path)
+    return np.stack(images), np.array(labels), kinds, keys, refs
+
+
+def rules_scores(scores: np.ndarray, vectors: np.ndarray, column: int) -> np.ndarray:
+    """The reader's rules alone as a personal_info score: the most confident counted finding
+    (0 without one); the other columns stay the CNN's so the table compares like with like."""
+    from model.reader.features import READER_FEATURES
+
+    found = [i for i, n in enumerate(READER_FEATURES) if n.startswith("max_")]
+    out = np.array(scores, dtype=np.float32, copy=True)
+    out[:, column] = vectors[:, found].max(axis=1)
+    return out
+
+
+def reader_cost(cache: Any, keys: list[str], kinds: list[str], labels: np.ndarray, classes: list[str]) -> dict:
+    by_kind: dict[str, list[float]] = {}
+    for sha, kind, y in zip(keys, kinds, labels.tolist(), strict=True):
+        ms = cache.cost_ms(sha)
+        if ms is not None:
+            by_kind.setdefault(f"{classes[y]}/{kind}", []).append(ms)
+    every = [v for values in by_kind.values() for v in values]
+    return {
+        "mean_ms": round(float(np.mean(every)), 1) if every else None,
+        "by_kind_ms": {k: round(float(np.mean(v)), 1) for k, v in sorted(by_kind.items())},
+    }
+
+
 def run_benchmark(args: argparse.Namespace, cfg: Config, log) -> dict[str, Any]:
+    """Trains on the demo generator's images (training fonts and backgrounds) and measures on
+    the benchmark generator's held-out images (fonts and backgrounds training never saw)."""
+    from training import demo_data, fusion, retrain
+
     started = time.monotonic()
     out = Path(args.out)
     heads = [h.strip() for h in args.heads.split(",") if h.strip()]
     timings: dict[str, float] = {}
+    classes = list(cfg.data.class_names)
 
     t = time.monotonic()
-    labels_csv = benchmark_data.write_benchmark_dataset(out / "data" / f"n{args.per_class}", args.per_class)
+    train_csv = demo_data.write_demo_dataset(out / "data" / f"train-n{args.per_class}", args.per_class, seed=3)
+    heldout_csv = benchmark_data.write_benchmark_dataset(
+        out / "data" / f"heldout-n{args.heldout_per_class}", args.heldout_per_class
+    )
     timings["generate_seconds"] = round(time.monotonic() - t, 1)
-    log(f"benchmark images: {args.per_class} per class in {labels_csv.parent} ({timings['generate_seconds']}s)")
-    variant_of = {}
-    with open(labels_csv, encoding="utf-8") as f:
-        next(f)
-        for line in f:
-            path, _, post, variant = line.rstrip("\n").split(",")
-            variant_of[f"{post}/{Path(path).with_suffix('').as_posix()}"] = variant
+    log(
+        f"benchmark images: {args.per_class} per class to train on, {args.heldout_per_class} per class held out "
+        f"({timings['generate_seconds']}s)"
+    )
 
     t = time.monotonic()
     dataset_dir = out / "dataset"
     manifest = dataset_builder.build_dataset(
-        dataset_dir, [dataset_builder.Source("demo", os.fspath(labels_csv))], cfg, refreeze=True, log=log
+        dataset_dir, [dataset_builder.Source("demo", os.fspath(train_csv))], cfg, refreeze=True, log=log
     )
     timings["dataset_seconds"] = round(time.monotonic() - t, 1)
+    eval_images, eval_labels, eval_kinds, eval_keys, refs = load_heldout(heldout_csv, cfg)
+    heldout_cache = None
+    if fusion.applies(cfg):
+        from training.reading import ReaderCache
 
-    eval_examples = list(tfrecords.read_examples(dataset_builder.split_files(dataset_dir, "eval", manifest)))
-    eval_images = np.stack([e.pixels for e in eval_examples])
-    eval_labels = np.array([e.label for e in eval_examples])
-    eval_variants = [variant_of.get(e.key, "standard") for e in eval_examples]
+        heldout_cache = ReaderCache(out / "heldout-reader", fusion.reader_config(cfg), log, refs=refs)
     results: dict[str, Any] = {}
 
     from training.train import build_float32_model, train
@@ -128,7 +187,7 @@ def run_benchmark(args: argparse.Namespace, cfg: Config, log) -> dict[str, Any]:
         result = train(dataset_dir, out / "runs" / head, head_cfg, log=log, restart=True)
         model = build_float32_model(head_cfg, result.weights)
         scores = evaluate.score_keras(model, eval_images)
-        figures = model_figures(scores, eval_labels, head_cfg, result.state.train_seconds, eval_variants)
+        figures = model_figures(scores, eval_labels, head_cfg, result.state.train_seconds, eval_kinds)
         figures.update(
             epochs=result.state.epoch,
             best_epoch=result.state.best_epoch + 1,
@@ -137,22 +196,38 @@ def run_benchmark(args: argparse.Namespace, cfg: Config, log) -> dict[str, Any]:
         )
         results[f"cnn_{head}"] = figures
         log(
-            f"{head}: AUC {figures['auc']}, workload {figures['workload']['pass_share']:.4f}, "
-            f"{figures['train_seconds']}s"
+            f"{head}: AUC {figures['auc']}, workload {figures['workload']['pass_share']:.4f}, {figures['train_seconds']}s"
         )
+        if heldout_cache is None:
+            continue
+        # The fusion is fitted on the training data's validation split, as `make train` does,
+        # then applied to the held-out images.
+        fitted = retrain.fit_fusion_model(model, dataset_dir, manifest, head_cfg, log)
+        column = classes.index(fusion.PERSONAL_INFO)
+        vectors = heldout_cache.vectors(eval_keys, scores[:, column])
+        if "reader_rules" not in results:
+            results["reader_rules"] = model_figures(
+                rules_scores(scores, vectors, column), eval_labels, head_cfg, 0.0, eval_kinds
+            )
+        fused = fusion.fused_scores(scores, vectors, fitted.fusion, column)
+        results[f"fused_{head}"] = model_figures(fused, eval_labels, head_cfg, result.state.train_seconds, eval_kinds)
+        results[f"fused_{head}"]["fusion_weights"] = dict(
+            zip(fitted.fusion.feature_names, (round(w, 3) for w in fitted.fusion.weights), strict=True)
+        )
+        log(f"fused {head}: AUC {results[f'fused_{head}']['auc']}")
 
     log("--- baseline: logistic regression on colour histograms + edge density")
     t = time.monotonic()
     train_images, train_labels = pipeline.load_arrays(dataset_builder.split_files(dataset_dir, "train", manifest))
-    fitted = baseline.fit(
+    fitted_baseline = baseline.fit(
         baseline.features(train_images),
         train_labels,
-        len(cfg.data.class_names),
-        class_weights=pipeline.class_weights(np.bincount(train_labels, minlength=len(cfg.data.class_names))),
+        len(classes),
+        class_weights=pipeline.class_weights(np.bincount(train_labels, minlength=len(classes))),
     )
     seconds = time.monotonic() - t
-    scores = fitted.predict_proba(baseline.features(eval_images))
-    results["baseline"] = model_figures(scores, eval_labels, cfg, seconds, eval_variants)
+    scores = fitted_baseline.predict_proba(baseline.features(eval_images))
+    results["baseline"] = model_figures(scores, eval_labels, cfg, seconds, eval_kinds)
     log(f"baseline: AUC {results['baseline']['auc']}, workload {results['baseline']['workload']['pass_share']:.4f}")
 
     summary = {
@@ -160,10 +235,18 @@ def run_benchmark(args: argparse.Namespace, cfg: Config, log) -> dict[str, Any]:
         "machine": f"{cpu_name()}, {os.cpu_count()} cores",
         "command": "python -m training benchmark " + shlex.join(sys.argv[2:]) if len(sys.argv) > 1 else "",
         "per_class": args.per_class,
+        "heldout_per_class": args.heldout_per_class,
         "config_variant": cfg.variant,
         "input_size": cfg.data.input_size,
         "epochs_max": cfg.train.epochs,
         "dataset": {"counts": manifest["counts"], "duplicates": manifest["duplicates"]},
+        "heldout": {
+            "images": len(eval_labels),
+            "counts": {c: int((eval_labels == i).sum()) for i, c in enumerate(classes)},
+        },
+        "reader_cost": reader_cost(heldout_cache, eval_keys, eval_kinds, eval_labels, classes)
+        if heldout_cache
+        else None,
         "timings": {**timings, "total_seconds": round(time.monotonic() - started, 1)},
         "results": results,
         "better_head": better_head(results, heads),
@@ -219,6 +302,9 @@ def render(summary: dict[str, Any], cfg: Config, compact: bool = False) -> str:
     names = {
         "cnn_softmax": "CNN, softmax head",
         "cnn_sigmoid": "CNN, sigmoid head",
+        "reader_rules": "reader rules only (personal_info = most confident finding)",
+        "fused_softmax": "CNN + reader, fused (softmax head)",
+        "fused_sigmoid": "CNN + reader, fused (sigmoid head)",
         "baseline": "baseline: logistic regression on colour histograms + edge density",
     }
     counts = summary["dataset"]["counts"]
@@ -226,9 +312,17 @@ def render(summary: dict[str, Any], cfg: Config, compact: bool = False) -> str:
         f"Measured {summary['date']} on {summary['machine']} by `{summary['command'].strip()}` "
         f"(config `{summary['config_variant']}`, {summary['input_size']} px, at most {summary['epochs_max']} epochs "
         "with early stopping). "
-        f"{summary['per_class']} images per class; split by post: "
+        f"Trained on {summary['per_class']} demo images per class (training fonts and backgrounds; split by post: "
         + ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items())
-        + f" images. Duplicate groups: {summary['dataset']['duplicates']['groups_with_duplicates']}. "
+        + f"); measured on {summary.get('heldout', {}).get('images', '?')} held-out benchmark images whose fonts and "
+        "backgrounds training never saw. "
+        + (
+            f"Reader CPU per held-out image: {summary['reader_cost']['mean_ms']} ms on average (gate only where it "
+            "saw no text). "
+            if summary.get("reader_cost")
+            else ""
+        )
+        + f"Duplicate groups: {summary['dataset']['duplicates']['groups_with_duplicates']}. "
         f"Total time {summary['timings']['total_seconds'] / 60:.1f} min (images "
         f"{summary['timings']['generate_seconds']:.0f}s, dataset {summary['timings']['dataset_seconds']:.0f}s)."
         + (f" Note: {summary['note']}" if summary.get("note") else ""),

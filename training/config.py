@@ -142,6 +142,19 @@ class PromoteConfig:
 
 
 @dataclass(frozen=True)
+class FusionConfig:
+    """The personal_info fusion of the CNN with the text reader (training/fusion.py)."""
+
+    enabled: bool = True
+    # Inverse L2 strength of the logistic regression.
+    c: float = 1.0
+    # Entity types that count for this deployment (empty: all); recorded in the version.
+    entity_types: tuple[str, ...] = ()
+    # Fit on at most this many images of the fit split (0: all): a first run's time budget.
+    fit_limit: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     variant: str = "default"
     data: DataConfig = field(default_factory=DataConfig)
@@ -149,6 +162,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -192,7 +206,7 @@ class Config:
         (training/demo_data.py), which caps the accuracy near 0.95 however long it trains."""
         return cls(
             variant="demo",
-            data=DataConfig(demo_per_class=1200, demo_seed=0, validation_fraction=0.05),
+            data=DataConfig(demo_per_class=1200, demo_seed=0, validation_fraction=0.1),
             train=TrainConfig(
                 head="softmax",
                 batch_size=32,

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from training import dataset_builder, evaluate, pipeline, promote, report
+from training import dataset_builder, evaluate, fusion, pipeline, promote, reading, report
 from training.config import Config
+from training.metrics import roc_auc
 from training.train import TrainResult
 
 Log = Callable[[str], None]
@@ -32,6 +33,15 @@ class EvalSet:
     images: np.ndarray
     labels: np.ndarray
     manifest: dict
+    dataset_dir: Path | None = None
+    _keys: list[str] | None = None
+
+    def keys(self) -> list[str]:
+        """sha256 per image, for the reader cache (read from the shards on first use)."""
+        if self._keys is None:
+            assert self.dataset_dir is not None
+            self._keys = reading.split_keys(self.dataset_dir, "eval", self.manifest)
+        return self._keys
 
     @property
     def split_id(self) -> str:
@@ -43,7 +53,69 @@ def load_eval_set(dataset_dir: str | os.PathLike[str]) -> EvalSet:
     images, labels = pipeline.load_arrays(dataset_builder.split_files(dataset_dir, "eval", manifest))
     if len(labels) == 0:
         raise ValueError(f"dataset {dataset_dir} has an empty evaluation split")
-    return EvalSet(images, labels, manifest)
+    return EvalSet(images, labels, manifest, Path(dataset_dir))
+
+
+_caches: dict[tuple[str, str], reading.ReaderCache] = {}
+
+
+def reader_cache(dataset_dir: str | os.PathLike[str], cfg: Config, log: Log) -> reading.ReaderCache:
+    """One cache per dataset and reader settings in this process: the serving version and the
+    candidate are evaluated on the same readings."""
+    config = fusion.reader_config(cfg)
+    key = (os.fspath(Path(dataset_dir).resolve()), reading.fingerprint(config))
+    if key not in _caches:
+        _caches[key] = reading.ReaderCache(dataset_dir, config, log)
+    return _caches[key]
+
+
+def version_scores(
+    version: str | os.PathLike[str], metadata: Any, eval_set: EvalSet, cfg: Config, log: Log
+) -> np.ndarray:
+    """A published version's scores on the split as the server gives them: the CNN's, with
+    personal_info fused with the reader when the version carries a fusion."""
+    from model.reader.fusion import Fusion
+
+    scores = evaluate.score_version(version, eval_set.images)
+    fusion_data = (metadata.reader or {}).get("fusion")
+    if not fusion_data or eval_set.dataset_dir is None:
+        return scores
+    column = list(metadata.class_names).index(fusion.PERSONAL_INFO)
+    vectors = reader_cache(eval_set.dataset_dir, cfg, log).vectors(eval_set.keys(), scores[:, column])
+    return fusion.fused_scores(scores, vectors, Fusion.from_dict(fusion_data), column)
+
+
+def fit_fusion_model(
+    model: Any, dataset_dir: str | os.PathLike[str], manifest: dict, cfg: Config, log: Log
+) -> fusion.Fitted:
+    """Fits a candidate's fusion on the validation split (train when there is none)."""
+    split = "validation" if dataset_builder.split_size(manifest, "validation") else "train"
+    images, labels = pipeline.load_arrays(dataset_builder.split_files(dataset_dir, split, manifest))
+    keys = reading.split_keys(dataset_dir, split, manifest)
+    if cfg.fusion.fit_limit and len(keys) > cfg.fusion.fit_limit:
+        limit = cfg.fusion.fit_limit
+        images, labels, keys = images[:limit], labels[:limit], keys[:limit]
+    cache = reader_cache(dataset_dir, cfg, log)
+    return fusion.fit_on_split(split, keys, evaluate.score_keras(model, images), labels, cache.vectors, cfg)
+
+
+def fit_fusion(
+    model: Any, dataset_dir: str | os.PathLike[str], eval_set: EvalSet, scores: np.ndarray, cfg: Config, log: Log
+) -> tuple[np.ndarray, fusion.Fitted | None]:
+    """Fits the candidate's fusion and returns its fused evaluation scores."""
+    if not fusion.applies(cfg):
+        return scores, None
+    fitted = fit_fusion_model(model, dataset_dir, eval_set.manifest, cfg, log)
+    column = list(cfg.data.class_names).index(fusion.PERSONAL_INFO)
+    vectors = reader_cache(dataset_dir, cfg, log).vectors(eval_set.keys(), scores[:, column])
+    fused = fusion.fused_scores(scores, vectors, fitted.fusion, column)
+    positive = eval_set.labels == column
+    log(
+        f"fusion fitted on {fitted.images} {fitted.split} images ({fitted.positives} personal_info); "
+        f"evaluation personal_info AUC: CNN {roc_auc(scores[positive, column], scores[~positive, column]):.4f}"
+        f" -> fused {roc_auc(fused[positive, column], fused[~positive, column]):.4f}"
+    )
+    return fused, fitted
 
 
 def evaluate_serving(
@@ -59,7 +131,7 @@ def evaluate_serving(
     if list(metadata.class_names) != list(cfg.data.class_names):
         log(f"serving version {version} has classes {list(metadata.class_names)}, not {list(cfg.data.class_names)}")
         return version, metadata, None
-    scores = evaluate.score_version(version, eval_set.images)
+    scores = version_scores(version, metadata, eval_set, cfg, log)
     evaluation = evaluate.evaluate_scores(scores, eval_set.labels, cfg)
     log(f"serving version {metadata.version}: " + figures_line(evaluation))
     return version, metadata, evaluation
@@ -153,6 +225,7 @@ def finish_run(
     eval_set = load_eval_set(dataset_dir)
     model = build_float32_model(cfg, result.weights)
     scores = evaluate.score_keras(model, eval_set.images)
+    scores, fitted = fit_fusion(model, dataset_dir, eval_set, scores, cfg, log)
     evaluation = evaluate.evaluate_scores(scores, eval_set.labels, cfg)
     log(f"candidate ({cfg.train.head} head): " + figures_line(evaluation))
     _, serving_meta, serving_eval = evaluate_serving(models, name, eval_set, cfg, log)
@@ -225,6 +298,7 @@ def finish_run(
             "report": "evaluation/report.md",
         },
         score_baseline=evaluation["score_baseline"],
+        reader=fitted.metadata(fusion.reader_config(cfg)) if fitted is not None else {},
     )
     version_dir = export_version(
         model, metadata, models, name, check_with=eval_set.images[:32], extra_dirs={"evaluation": report_dir}
@@ -270,7 +344,7 @@ def evaluate_versions(
         results["serving"] = {"version": serving_meta.version, "report": os.fspath(path), "evaluation": serving_eval}
     if candidate is not None:
         meta = load_metadata(candidate)
-        scores = evaluate.score_version(candidate, eval_set.images)
+        scores = version_scores(candidate, meta, eval_set, cfg, log)
         cand_eval = evaluate.evaluate_scores(scores, eval_set.labels, cfg)
         log(f"candidate {candidate}: " + figures_line(cand_eval))
         decision = promote.compare(

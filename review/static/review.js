@@ -408,6 +408,80 @@
     return box;
   }
 
+  // -- what the text reader found -----------------------------------------------------------
+
+  const ENTITIES = new Set(["PHONE", "EMAIL", "POSTAL_CODE", "ADDRESS", "MESSENGER_ID"]);
+  const READING_STATUS = {
+    READ: "text read",
+    SKIPPED: "no text (gate)",
+    BUDGET_EXCEEDED: "text not fully read: budget exceeded",
+    FAILED: "text not fully read: the reader failed",
+    DISABLED: "text reader off",
+  };
+
+  function entityClass(entity) { return "e-" + (ENTITIES.has(entity) ? entity : "OTHER"); }
+
+  function findingLabel(finding) {
+    return `${finding.entity} ${finding.masked} ${percent(finding.confidence)}`;
+  }
+
+  // One absolutely positioned box per finding over the displayed image. Boxes are fractions of
+  // the image's width and height, so percentages of a frame the size of the image place them at
+  // any display size. Positions go through the CSSOM (allowed by the page's style-src 'self').
+  function findingBoxes(reading) {
+    const layer = el("div", { class: "findings-layer", "aria-hidden": "true" });
+    (reading?.findings || []).forEach((finding, index) => {
+      const [x0, y0, x1, y1] = finding.box;
+      const box = el("div", { class: "finding-box " + entityClass(finding.entity), "data-finding": String(index),
+        title: findingLabel(finding) },
+        el("span", { class: "finding-label" + (y0 < 0.08 ? " below" : "") }, findingLabel(finding)));
+      box.style.left = (100 * x0).toFixed(2) + "%";
+      box.style.top = (100 * y0).toFixed(2) + "%";
+      box.style.width = (100 * (x1 - x0)).toFixed(2) + "%";
+      box.style.height = (100 * (y1 - y0)).toFixed(2) + "%";
+      layer.append(box);
+    });
+    return layer;
+  }
+
+  function highlight(index, on) {
+    for (const box of document.querySelectorAll(`#current .finding-box[data-finding="${index}"]`)) {
+      box.classList.toggle("hot", on);
+    }
+  }
+
+  function readingPanel(item) {
+    const reading = item.reading;
+    if (!reading) return null;
+    const incomplete = reading.status === "BUDGET_EXCEEDED" || reading.status === "FAILED";
+    let status = READING_STATUS[reading.status] || "text reader: " + reading.status;
+    if (reading.status === "READ") status += `: ${reading.lines} line${reading.lines === 1 ? "" : "s"}`;
+    const box = el("section", { class: "reading" },
+      el("h3", {}, "Text in the image"),
+      el("p", { class: "reading-status" + (incomplete ? " incomplete" : ""), "data-status": reading.status }, status));
+    if (reading.fused) {
+      const fused = item.scores.personal_info ?? 0;
+      box.append(el("p", { class: "reading-fusion" }, "personal_info ",
+        el("b", {}, percent(fused)), " (fused with the text) · CNN alone ", el("b", {}, percent(reading.cnn_personal_info))));
+    }
+    if (reading.cues.length) box.append(el("p", { class: "reading-cues" }, "Cue words: " + reading.cues.join(", ")));
+    if (reading.findings.length) {
+      const list = el("ol", { class: "findings" });
+      reading.findings.forEach((finding, index) => {
+        list.append(el("li", { class: "finding", "data-finding": String(index),
+          onmouseenter: () => highlight(index, true), onmouseleave: () => highlight(index, false) },
+          el("span", { class: "badge " + entityClass(finding.entity) }, finding.entity), " ",
+          el("span", { class: "mono" }, finding.masked), " ",
+          el("span", { class: "finding-confidence" }, percent(finding.confidence)),
+          finding.evidence.length ? el("span", { class: "finding-evidence" }, finding.evidence.join(" · ")) : null));
+      });
+      box.append(list);
+    } else if (reading.status === "READ") {
+      box.append(el("p", { class: "hint" }, "No personal data found."));
+    }
+    return box;
+  }
+
   function renderCurrent() {
     const group = currentGroup();
     const item = currentItem();
@@ -418,7 +492,9 @@
     const image = item.image || { ok: false, error: "not fetched" };
     const figure = el("figure", { class: "main-image" },
       image.ok
-        ? el("img", { src: "/img/" + encodeURIComponent(item.record_id), alt: "image under review" })
+        ? el("div", { class: "image-frame" },
+          el("img", { src: "/img/" + encodeURIComponent(item.record_id), alt: "image under review" }),
+          findingBoxes(item.reading))
         : el("div", { class: "placeholder" }, "Cannot show this image: ", image.error));
     const facts = el("dl", { class: "facts" },
       el("dt", {}, "Post"), el("dd", { class: "mono" }, item.post_id),
@@ -438,7 +514,7 @@
         "The image at this URL has changed since it was classified: this is not what the model saw.") : null,
       el("div", { class: "columns" },
         figure,
-        el("div", { class: "side" }, scoreBars(item), renderGroup(group), renderPost(item), facts)),
+        el("div", { class: "side" }, scoreBars(item), readingPanel(item), renderGroup(group), renderPost(item), facts)),
     ];
     // replaceChildren would turn a null into the text "null".
     $("current").replaceChildren(...parts.filter(Boolean));

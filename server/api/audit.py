@@ -4,6 +4,7 @@ so they run in threads; typed exceptions reach StatusMappingInterceptor (server/
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -23,6 +24,10 @@ _REASON_TO_PROTO = {
     AuditReason.LOW_CONFIDENCE.value: apb.AUDIT_REASON_LOW_CONFIDENCE,
 }
 _REASON_FROM_PROTO = {v: k for k, v in _REASON_TO_PROTO.items()}
+# A stored reading names its status and entities as model/reader/types.py does, the proto's names
+# less their prefix. A name this server does not know (written by a newer reader) is UNSPECIFIED.
+_READING_STATUS = {name: cast(pb.ReadingStatus, number) for name, number in pb.ReadingStatus.items()}
+_ENTITY = {name: cast(pb.EntityType, number) for name, number in pb.EntityType.items()}
 _OUTCOME_TO_PROTO = {
     "applied": apb.VERDICT_APPLIED,
     "unchanged": apb.VERDICT_UNCHANGED,
@@ -76,6 +81,27 @@ def _epoch(message, name: str) -> float | None:
     return getattr(message, name).ToNanoseconds() / 1e9 if message.HasField(name) else None
 
 
+def reading_from_record(reading: dict, out: pb.Reading) -> None:
+    """A stored reading (model.reader.types.reading_record()'s JSON form) -> moderation.v1.Reading:
+    the same message Classify answers with (server/api/moderation.py reading_to_proto)."""
+    out.status = _READING_STATUS.get("READING_" + str(reading.get("status", "")), pb.READING_STATUS_UNSPECIFIED)
+    out.gate_score = float(reading.get("gate_score", 0.0))
+    out.lines = int(reading.get("lines", 0))
+    out.cues.extend(str(c) for c in reading.get("cues", ()))
+    out.cnn_personal_info = float(reading.get("cnn_personal_info", 0.0))
+    out.fused = bool(reading.get("fused", False))
+    for finding in reading.get("findings", ()):
+        box = [float(v) for v in finding.get("box", ())]
+        x0, y0, x1, y1 = box if len(box) == 4 else (0.0, 0.0, 0.0, 0.0)
+        out.findings.add(
+            entity=_ENTITY.get("ENTITY_" + str(finding.get("entity", "")), pb.ENTITY_TYPE_UNSPECIFIED),
+            confidence=float(finding.get("confidence", 0.0)),
+            box=pb.Box(x0=x0, y0=y0, x1=x1, y1=y1),
+            masked=str(finding.get("masked", "")),
+            evidence=[str(e) for e in finding.get("evidence", ())],
+        )
+
+
 def item_to_proto(record: StoredRecord) -> apb.AuditItem:
     item = apb.AuditItem(
         record_id=record.record_id,
@@ -99,6 +125,8 @@ def item_to_proto(record: StoredRecord) -> apb.AuditItem:
         item.verdict_label = record.verdict_label or ""
         item.verdict_operator = record.verdict_operator or ""
         item.verdict_at.CopyFrom(_timestamp(record.verdict_at))
+    if record.reading:
+        reading_from_record(record.reading, item.reading)
     return item
 
 

@@ -77,6 +77,18 @@ def build_request(sources: list[str], post_id: str) -> pb.ClassifyRequest:
     return request
 
 
+def format_reading(reading: pb.Reading) -> str:
+    status = pb.ReadingStatus.Name(reading.status).removeprefix("READING_").lower()
+    if reading.status == pb.READING_SKIPPED:
+        return "text: none (gate)"
+    found = ", ".join(
+        f"{pb.EntityType.Name(f.entity).removeprefix('ENTITY_').lower()} {f.masked} ({f.confidence:.2f})"
+        for f in reading.findings
+    )
+    fused = f"; CNN alone personal_info={reading.cnn_personal_info:.3f}" if reading.fused else ""
+    return f"text: {status}, {reading.lines} lines; found: {found or 'nothing'}{fused}"
+
+
 def format_response(response: pb.ClassifyResponse) -> str:
     lines = [f"model {response.model_name} version {response.model_version}  request {response.request_id}"]
     for result in response.results:
@@ -85,6 +97,8 @@ def format_response(response: pb.ClassifyResponse) -> str:
             scores = "  ".join(f"{name}={score:.3f}" for name, score in sorted(result.scores.items()))
             sampled = "  (sampled for audit)" if result.audit_sampled else ""
             lines.append(f"{result.id:<28} {decision:<7} top={result.top_class:<14} {scores}{sampled}")
+            if result.HasField("reading"):
+                lines.append(" " * 29 + format_reading(result.reading))
         else:
             status = pb.ImageStatusCode.Name(result.status.code).removeprefix("IMAGE_")
             lines.append(f"{result.id:<28} {decision:<7} {status}: {result.status.message}")

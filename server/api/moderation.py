@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 
+from model.reader.types import ReadingResult
 from moderation_api.v1 import moderation_pb2 as pb
 from moderation_api.v1 import moderation_pb2_grpc as pb_grpc
 from server.pipeline.core import ModerationCore
@@ -46,7 +47,28 @@ def result_to_proto(result: ClassifyResult) -> pb.ClassifyResponse:
                 )
             )
         item.scores.update(outcome.scores)
+        item.reasons.extend(outcome.reasons)
+        if outcome.reading is not None:
+            reading_to_proto(outcome.reading, item.reading)
     return response
+
+
+def reading_to_proto(reading: ReadingResult, out: pb.Reading) -> None:
+    out.status = "READING_" + reading.status.value  # type: ignore[assignment]
+    out.gate_score = reading.gate_score
+    out.lines = reading.lines
+    out.cues.extend(reading.cue_categories)
+    out.cnn_personal_info = reading.cnn_personal_info
+    out.fused = reading.fused
+    for finding in reading.findings:
+        x0, y0, x1, y1 = finding.box
+        out.findings.add(
+            entity="ENTITY_" + finding.entity.value,
+            confidence=finding.confidence,
+            box=pb.Box(x0=x0, y0=y0, x1=x1, y1=y1),
+            masked=finding.masked,
+            evidence=finding.evidence,
+        )
 
 
 class ModerationServicer(pb_grpc.ModerationServicer):

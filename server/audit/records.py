@@ -32,6 +32,9 @@ class AuditRecord:
     # 1 / the probability that an image like this one was recorded (1 for flagged ones), so the
     # drift monitor can rebuild the score distribution of all traffic from the recorded share.
     sample_weight: float = 1.0
+    # What the text reader found: model.reader.types.reading_record() (masked values and boxes,
+    # never the text read); empty when the server had no reader.
+    reading: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class StoredRecord:
     model_name: str
     model_version: str
     sample_weight: float = 1.0
+    # AuditRecord.reading as stored: {} for records made without a reader (or before migration 3).
+    reading: dict = field(default_factory=dict)
     verdict_label: str | None = None
     verdict_operator: str | None = None
     verdict_at: float | None = None

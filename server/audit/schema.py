@@ -43,6 +43,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_records_judged ON audit_records (verdict_at, record_id) WHERE verdict_at IS NOT NULL;
     CREATE INDEX audit_records_request ON audit_records (request_id, image_id);
     """,
+    # 3: what the text reader found (model.reader.types.reading_record(): masked values, boxes,
+    # evidence and counts as JSON; never the text read). '{}' for records made without a reader.
+    """
+    ALTER TABLE audit_records ADD COLUMN reading TEXT NOT NULL DEFAULT '{{}}';
+    """,
 ]
 
 _TYPES = {"sqlite": {"real": "REAL"}, "postgresql": {"real": "DOUBLE PRECISION"}}

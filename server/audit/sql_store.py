@@ -39,6 +39,7 @@ INSERT_COLUMNS = (
     "model_name",
     "model_version",
     "sample_weight",
+    "reading",
 )
 SELECT_COLUMNS = (
     *INSERT_COLUMNS,
@@ -93,12 +94,27 @@ def record_row(record: AuditRecord) -> tuple:
         record.model_name,
         record.model_version,
         float(record.sample_weight),
+        reading_json(record.reading),
     )
+
+
+def reading_json(reading: dict) -> str:
+    """The reading column's text: model.reader.types.reading_record()'s dict, compact and with
+    sorted keys; '{}' for a record made without a reader."""
+    return json.dumps(reading or {}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _reading(text: str | None) -> dict:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
 
 
 def _stored(row: Sequence) -> StoredRecord:
     values = dict(zip(SELECT_COLUMNS, row, strict=True))
     values["scores"] = json.loads(values["scores"])
+    values["reading"] = _reading(values["reading"])
     values["verdict_label"] = values.pop("verdict_class")
     return StoredRecord(**values)
 

@@ -39,6 +39,9 @@ EXPORT_COLUMNS = (
     "top_class",
     "reason",
     "note",
+    # The text reader's findings (masked values, boxes) as compact JSON text, so a JSONL row and
+    # a CSV row hold the same strings; empty for records made without a reader.
+    "reading",
 )
 FORMATS = ("jsonl", "csv")
 
@@ -177,6 +180,9 @@ def export_row(record: StoredRecord) -> dict[str, str]:
         "top_class": record.top_class,
         "reason": record.reason,
         "note": record.verdict_note or "",
+        "reading": json.dumps(record.reading, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        if record.reading
+        else "",
     }
 
 

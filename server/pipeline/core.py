@@ -12,6 +12,7 @@ import uuid
 import numpy as np
 from PIL import Image
 
+from model.reader.types import reading_record
 from model.repository import SIGNATURE_NAME
 from server.audit.records import AuditReason, AuditRecord
 from server.audit.writer import AuditWriter
@@ -89,9 +90,14 @@ class ModerationCore:
         names = model.metadata.class_names
         outcome.scores = {name: float(row[i]) for i, name in enumerate(names)}
         outcome.top_class = names[int(np.argmax(row))]
-        choice = self.audit_policy.choose(
-            model.policy.decide(outcome.scores), outcome.scores, outcome.top_class, outcome.content_sha256
-        )
+        outcome.reading = result.reading
+        if result.reading is not None:
+            self.metrics.stage_seconds.labels("reading").observe(result.reading_s)
+            self.metrics.reading.labels(result.reading.status.value.lower()).inc()
+            for finding in result.reading.findings:
+                self.metrics.findings.labels(finding.entity.value.lower()).inc()
+        decision, outcome.reasons = model.policy.explain(outcome.scores, result.reading)
+        choice = self.audit_policy.choose(decision, outcome.scores, outcome.top_class, outcome.content_sha256)
         outcome.decision, outcome.audit_sampled = choice.decision, choice.sampled
         outcome.audit_reason = choice.reason.value if choice.reason else ""
         return outcome
@@ -168,6 +174,7 @@ class ModerationCore:
                     model_version=model.version,
                     created_at=now,
                     sample_weight=self.audit_policy.sample_weight(reason, outcome.top_class),
+                    reading=reading_record(outcome.reading) if outcome.reading is not None else {},
                 )
             )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from model.reader.types import ReadingResult
 from model.repository import ModelMetadata
 from server.types import Decision
 
@@ -52,15 +53,30 @@ class Policy:
                 raise ValueError(f"class {cls}: block threshold {merged['block']} is below review {merged['review']}")
             self.thresholds[cls] = Thresholds(review=merged["review"], block=merged["block"])
 
-    def decide(self, scores: dict[str, float]) -> Decision:
+    def decide(self, scores: dict[str, float], reading: ReadingResult | None = None) -> Decision:
+        return self.explain(scores, reading)[0]
+
+    def explain(
+        self, scores: dict[str, float], reading: ReadingResult | None = None
+    ) -> tuple[Decision, tuple[str, ...]]:
+        """The decision and its reasons (the codes documented on ImageResult.reasons)."""
         decision = Decision.PASS
+        reasons: list[str] = []
         for cls, t in self.thresholds.items():
             score = scores[cls]
             if score >= t.block:
-                return Decision.BLOCK
-            if score >= t.review:
-                decision = Decision.REVIEW
-        return decision
+                decision = Decision.BLOCK
+                reasons.append(f"class:{cls}:block")
+            elif score >= t.review:
+                decision = max(decision, Decision.REVIEW)
+                reasons.append(f"class:{cls}:review")
+        if reading is not None:
+            reasons.extend(f"entity:{e}" for e in sorted({f.entity.value for f in reading.findings}))
+            if reading.status.incomplete:
+                # Unread text may hold what the read part did not: a human looks, never PASS.
+                decision = max(decision, Decision.REVIEW)
+                reasons.append(f"reading:{reading.status.value.lower()}")
+        return decision, tuple(reasons)
 
 
 def policy_factory(overrides_text: str) -> Callable[[ModelMetadata], Policy]:

@@ -8,12 +8,17 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.preprocess import DecodeConfig, decode_image
+from model.preprocess import DecodeConfig, decode_for_reading, decode_image
 from server.errors import ImageError, ImageErrorCode
 from server.serving.engines import Engine
+
+if TYPE_CHECKING:
+    from model.reader.reader import TextReader
+    from model.reader.types import ReadingResult
 
 
 @dataclass
@@ -27,6 +32,10 @@ class ItemResult:
     decode_s: float = 0.0
     inference_s: float = 0.0
     batch_size: int = 0
+    # What the text reader made of the image (None: no reader in this server). When the
+    # version has a fusion, scores' personal_info is already the fused one.
+    reading: ReadingResult | None = None
+    reading_s: float = 0.0
 
     @classmethod
     def failed(cls, error: ImageError) -> ItemResult:
@@ -43,7 +52,13 @@ def inference_failed(exc: BaseException) -> ImageError:
 Item = bytes | np.ndarray
 
 
-def process_batch(engine: Engine, items: list[Item], size: tuple[int, int], decode: DecodeConfig) -> list[ItemResult]:
+def process_batch(
+    engine: Engine,
+    items: list[Item],
+    size: tuple[int, int],
+    decode: DecodeConfig,
+    reader: TextReader | None = None,
+) -> list[ItemResult]:
     results = [ItemResult() for _ in items]
     tensors: list[np.ndarray] = []
     index: list[int] = []
@@ -75,4 +90,35 @@ def process_batch(engine: Engine, items: list[Item], size: tuple[int, int], deco
             results[i].scores = np.asarray(row, dtype=np.float32)
             results[i].inference_s = elapsed
             results[i].batch_size = len(tensors)
+        if reader is not None:
+            _read(reader, items, tensors, index, results, decode)
     return results
+
+
+def _read(
+    reader: TextReader,
+    items: list[Item],
+    tensors: list[np.ndarray],
+    index: list[int],
+    results: list[ItemResult],
+    decode: DecodeConfig,
+) -> None:
+    started = time.perf_counter()
+    column = reader.class_index
+    cnn = [float(results[i].scores[column]) for i in index]  # type: ignore[index]
+
+    def load(k: int) -> np.ndarray:
+        item = items[index[k]]
+        # A tensor item (TF Serving Predict) is all there is: read it at the model's size.
+        return item if isinstance(item, np.ndarray) else decode_for_reading(item, reader.config.read_side, decode)
+
+    readings = reader.assess(tensors, cnn, load)
+    elapsed = (time.perf_counter() - started) / max(1, len(index))
+    for k, i in enumerate(index):
+        reading = readings[k]
+        results[i].reading = reading
+        results[i].reading_s = elapsed
+        if reading.fused:
+            scores = results[i].scores
+            assert scores is not None
+            scores[column] = reading.fused_personal_info

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from model.preprocess import DecodeConfig
-from model.repository import load_metadata
+from model.reader.config import ReaderConfig
+from model.repository import ModelMetadata, load_metadata
 from server.config import ModelConfig
 from server.serving.engines import Engine, open_engine
+
+# A spec that names no reader: the engine alone (tests, tools).
+READER_OFF = ReaderConfig(enabled=False)
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class RunnerSpec:
     model: ModelConfig
     decode: DecodeConfig
     warmup_batch: int
+    reader: ReaderConfig = READER_OFF
 
 
 def load_engine(spec: RunnerSpec, threads: int) -> tuple[Engine, tuple[int, int]]:
@@ -38,3 +44,23 @@ def load_engine(spec: RunnerSpec, threads: int) -> tuple[Engine, tuple[int, int]
                 f"expected ({n}, {len(metadata.class_names)})"
             )
     return engine, size
+
+
+PERSONAL_INFO = "personal_info"
+
+
+def load_reader(spec: RunnerSpec, metadata: ModelMetadata | None = None) -> Any:
+    """The version's text reader (model.reader.reader.TextReader), warmed, or None when the
+    reader is off or the model has no personal_info class. The reader's modules (OpenCV, the
+    OCR sessions) are imported only here, so a server with the reader off never loads them."""
+    metadata = metadata or load_metadata(spec.version_dir)
+    if not spec.reader.enabled or PERSONAL_INFO not in metadata.class_names:
+        return None
+    from model.reader.fusion import Fusion
+    from model.reader.reader import TextReader
+
+    fusion_data = metadata.reader.get("fusion")
+    fusion = Fusion.from_dict(fusion_data) if fusion_data else None
+    reader = TextReader(spec.reader, fusion, metadata.class_names.index(PERSONAL_INFO))
+    reader.warm_up()
+    return reader

@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import Protocol
 
 from model.preprocess import DecodeConfig
+from model.reader.config import ReaderConfig
+from model.reader.types import ReadingResult
 from model.repository import ModelMetadata, list_versions, load_metadata, version_dir
 from server.config import BatchConfig, ModelConfig
 from server.errors import ModelUnavailable
 from server.metrics import Metrics
 from server.serving.batch import Item, ItemResult
 from server.serving.batcher import Batcher
+from server.serving.loading import READER_OFF
 from server.serving.runners import Runner, RunnerSpec, start_runner
 from server.types import Decision
 
@@ -35,7 +38,11 @@ class DecisionPolicy(Protocol):
     """Scores -> decision, for one model version (server.pipeline.policy.Policy): built by the
     pipeline from the version's metadata, so serving does not depend on the pipeline."""
 
-    def decide(self, scores: dict[str, float]) -> Decision: ...
+    def decide(self, scores: dict[str, float], reading: ReadingResult | None = None) -> Decision: ...
+
+    def explain(
+        self, scores: dict[str, float], reading: ReadingResult | None = None
+    ) -> tuple[Decision, tuple[str, ...]]: ...
 
 
 @dataclass
@@ -64,8 +71,10 @@ class ModelManager:
         decode: DecodeConfig,
         metrics: Metrics,
         on_loaded: Callable[[LoadedModel], Awaitable[None]] | None = None,
+        reader: ReaderConfig = READER_OFF,
     ):
         self._config = config
+        self._reader = reader
         self._batch = batch
         self._decode = decode
         # Built at load time, so that thresholds that do not fit a version fail its load.
@@ -85,7 +94,9 @@ class ModelManager:
     async def _build(self, path: Path) -> tuple[ModelMetadata, Runner, DecisionPolicy]:
         metadata = await asyncio.to_thread(load_metadata, path)
         policy = self._make_policy(metadata)
-        runner = await start_runner(RunnerSpec(str(path), self._config, self._decode, self._batch.max_batch_size))
+        runner = await start_runner(
+            RunnerSpec(str(path), self._config, self._decode, self._batch.max_batch_size, self._reader)
+        )
         return metadata, runner, policy
 
     def _candidates(self) -> list[Path]:

@@ -30,7 +30,7 @@ from server.config import ModelConfig
 from server.errors import ImageError, ImageErrorCode
 from server.serving import framing
 from server.serving.batch import Item, ItemResult, process_batch
-from server.serving.loading import RunnerSpec, load_engine
+from server.serving.loading import RunnerSpec, load_engine, load_reader
 from server.serving.worker import worker_main
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ class ThreadRunner:
         # pool, whose threads spin while they wait; with one thread per run each batch runs on
         # its slot's own thread and nothing spins (10.7 -> 7.6 ms of CPU per image measured).
         self._engine, self._size = load_engine(spec, spec.model.threads)
+        # One reader for all slots: ONNX Runtime sessions may be run from several threads.
+        self._reader = load_reader(spec)
         self.engine_name = self._engine.name
         # Its own threads, one per slot, rather than the loop's default executor: that one is
         # sized by core count, not slots, and also runs the audit API's and model loading's
@@ -76,7 +78,7 @@ class ThreadRunner:
         return await asyncio.to_thread(cls, spec)
 
     async def run(self, items: list[Item]) -> list[ItemResult]:
-        work = functools.partial(process_batch, self._engine, items, self._size, self._spec.decode)
+        work = functools.partial(process_batch, self._engine, items, self._size, self._spec.decode, self._reader)
         return await asyncio.get_running_loop().run_in_executor(self._threads, work)
 
     async def close(self) -> None:

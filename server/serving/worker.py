@@ -27,7 +27,7 @@ def thread_nice(tid: int | None = None) -> int:
     return int(fields[16])
 
 
-def _load_on_low_priority_thread(spec_bytes: bytes) -> tuple[Any, Any, tuple[int, int], int]:
+def _load_on_low_priority_thread(spec_bytes: bytes) -> tuple[Any, Any, tuple[int, int], Any, int]:
     out: dict[str, Any] = {}
 
     def load() -> None:
@@ -38,10 +38,10 @@ def _load_on_low_priority_thread(spec_bytes: bytes) -> tuple[Any, Any, tuple[int
                 with contextlib.suppress(OSError):  # a seccomp policy may forbid it; load anyway
                     os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), spec.model.load_nice)
             out["nice"] = thread_nice()
-            from server.serving.loading import load_engine
+            from server.serving.loading import load_engine, load_reader
 
             engine, size = load_engine(spec, spec.model.threads)
-            out["loaded"] = (spec, engine, size)
+            out["loaded"] = (spec, engine, size, load_reader(spec))
         except BaseException as exc:
             out["error"] = exc
 
@@ -50,8 +50,8 @@ def _load_on_low_priority_thread(spec_bytes: bytes) -> tuple[Any, Any, tuple[int
     thread.join()
     if "error" in out:
         raise out["error"]
-    spec, engine, size = out["loaded"]
-    return spec, engine, size, out["nice"]
+    spec, engine, size, reader = out["loaded"]
+    return spec, engine, size, reader, out["nice"]
 
 
 def worker_main(inbox: Connection, outbox: Connection, spec_bytes: bytes) -> None:
@@ -61,7 +61,7 @@ def worker_main(inbox: Connection, outbox: Connection, spec_bytes: bytes) -> Non
     server.serving.framing, written and read on their file descriptors."""
     read_fd, write_fd = inbox.fileno(), outbox.fileno()
     try:
-        spec, engine, size, load_nice = _load_on_low_priority_thread(spec_bytes)
+        spec, engine, size, reader, load_nice = _load_on_low_priority_thread(spec_bytes)
     except BaseException as exc:  # report why, instead of a bare EOF in the parent
         write_frame(write_fd, ("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -75,4 +75,4 @@ def worker_main(inbox: Connection, outbox: Connection, spec_bytes: bytes) -> Non
             return
         if items is None:
             return
-        write_frame(write_fd, process_batch(engine, items, size, spec.decode))
+        write_frame(write_fd, process_batch(engine, items, size, spec.decode, reader))
