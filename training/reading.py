@@ -103,9 +103,9 @@ def _work(task: tuple[str, str, bool]) -> tuple[str, dict]:
         small = decode_image(data, (128, 128))
     except Exception:  # an unreadable original reads as FAILED, as in the server
         return sha, {"gate": 0.0, "wants": False, "failed": _vector(reader, ReadingStatus.FAILED, 0.0)}
-    gate = float(reader.gate_score(small))
-    entry: dict[str, Any] = {"gate": gate, "wants": reader.gate_wants(gate)}
-    entry["skip"] = _vector(reader, ReadingStatus.SKIPPED, gate)
+    gate = reader.gate(small)
+    entry: dict[str, Any] = {"gate": float(gate.score), "wants": bool(gate.read)}
+    entry["skip"] = _vector(reader, ReadingStatus.SKIPPED, gate.score)
     if entry["wants"] or force:
         full = decode_for_reading(data, reader.config.read_side)
         entry["read"] = [float(v) for v in reader.read_vector(full, gate)]

@@ -15,7 +15,7 @@ from model.reader.types import CueWord, EntityType, Finding, ReadingStatus, Text
 ENTITIES = tuple(EntityType)
 # Cue categories the recognizers report that the fusion weighs; others are shown to operators
 # but not fed to the model (a new category must not shift an old model's inputs).
-CUES = ("phone", "address", "email", "messenger", "ship_to", "name")
+CUES = ("phone", "contact", "email", "address", "postal", "ship_to", "name", "messenger")
 
 FEATURE_NAMES: tuple[str, ...] = (
     "cnn_logit",
@@ -59,8 +59,7 @@ def reader_vector(
             counts[finding.entity] += 1
     cue_set = {cue.category for cue in cues}
     values = [
-        # sqrt: gate shares are mostly below 0.05, and their spread there is what tells text.
-        math.sqrt(max(gate_score, 0.0)),
+        gate_score,
         1.0 if status in (ReadingStatus.READ, ReadingStatus.BUDGET_EXCEEDED) else 0.0,
         1.0 if status.incomplete else 0.0,
         math.log1p(len(lines)),

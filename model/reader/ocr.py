@@ -60,6 +60,24 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+# The gate's second look, at the CNN's own input size.
+GATE_CONFIRM_SIDE = 128
+# Around the gate's region, as a share of the image's width and height: its boxes are coarse.
+GATE_MARGIN = 0.08
+# Below this share of the image, detection searches the gate's region only.
+GATE_CROP_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What the gate saw: `score`, how line-like the most line-like thing was (0..1); `read`,
+    whether that is enough to read; `region`, where the line-like things were (fractions)."""
+
+    score: float
+    read: bool
+    region: Box | None = None
+
+
 @dataclass(frozen=True)
 class RawReading:
     """What the OCR made of one image. `lines` holds the text read: it stays in the worker
@@ -82,6 +100,15 @@ class OcrEngine:
         self._rec_input = self._rec.get_inputs()[0].name
         characters = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
         self._decode = CTCLabelDecode(character=characters)
+        # The gate's boxes: no dilation, which at 96 pixels would merge neighbouring lines.
+        self._gate_boxes = DBPostProcess(
+            thresh=config.det_threshold,
+            box_thresh=config.box_threshold,
+            max_candidates=100,
+            unclip_ratio=config.unclip_ratio,
+            use_dilation=False,
+            score_mode="fast",
+        )
         self._boxes = DBPostProcess(
             thresh=config.det_threshold,
             box_thresh=config.box_threshold,
@@ -99,32 +126,73 @@ class OcrEngine:
         self._recognize_batch([crop])
 
     # -- 1. gate ----------------------------------------------------------------------------
-    def gate(self, image: np.ndarray) -> float:
-        """Share of the gate map that looks like text, for the (small) RGB image the CNN had."""
-        side = self.config.gate_side
+    def _map(self, image: np.ndarray, side: int) -> np.ndarray:
         if image.shape[0] != side or image.shape[1] != side:
             image = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
-        probability = self._det.run(None, {self._det_input: _det_tensor(image)})[0]
-        return float((probability > self.config.det_threshold).mean())
+        return self._det.run(None, {self._det_input: _det_tensor(image)})[0]
 
-    def wants_reading(self, gate_score: float) -> bool:
-        return gate_score >= self.config.gate_area
+    def _lines_in(self, probability: np.ndarray) -> tuple[float, Box | None]:
+        """(line-likeness 0..1, the region holding the line-like boxes) of a small text map.
+
+        Text lines are long and thin even at 96 pixels; what else a detector fires on at that
+        size (petals, foliage, fabric) comes out as blobs. So the score is the best box's
+        detector score times its elongation (length / height, counted up to 4)."""
+        side = probability.shape[-1]
+        boxes, scores = self._gate_boxes(probability, (probability.shape[-2], side))
+        best, region = 0.0, None
+        for box, score in zip(boxes, scores, strict=True):
+            length = max(np.linalg.norm(box[0] - box[1]), np.linalg.norm(box[0] - box[3]))
+            thickness = max(1.0, min(np.linalg.norm(box[0] - box[1]), np.linalg.norm(box[0] - box[3])))
+            likeness = float(score) * min(length / thickness, 4.0) / 4.0
+            best = max(best, likeness)
+            if likeness >= self.config.gate_line:
+                bounds = _normalised_box(box.astype(np.float32), side, probability.shape[-2])
+                region = bounds if region is None else _union(region, bounds)
+        return best, region
+
+    def gate(self, image: np.ndarray) -> Gate:
+        """Whether the (small) RGB image the CNN had shows text worth reading, and where.
+
+        Two looks, so that a photo without text mostly costs one detector pass at
+        `gate_side`: a share below `gate_area` of pixels the detector gives more than
+        `gate_threshold` there ends it (a low threshold: small text is faint at 64 pixels);
+        otherwise the detector looks again at 128 pixels, where lines of small text separate
+        from texture, and line-like boxes send the image to reading."""
+        config = self.config
+        first = self._map(image, config.gate_side)
+        if float((first > config.gate_threshold).mean()) < config.gate_area:
+            return Gate(0.0, False, None)
+        score, region = self._lines_in(self._map(image, GATE_CONFIRM_SIDE))
+        return Gate(score, score >= config.gate_line, region)
 
     # -- 2. detect --------------------------------------------------------------------------
-    def detect(self, image: np.ndarray) -> tuple[np.ndarray, list[float]]:
-        """Line quadrilaterals (n, 4, 2) in `image` pixels, largest first, and their scores."""
+    def detect(self, image: np.ndarray, region: Box | None = None) -> tuple[np.ndarray, list[float]]:
+        """Line quadrilaterals (n, 4, 2) in `image` pixels, largest first, and their scores.
+
+        With a `region` (fractions, from the gate) that covers well under the whole image, only
+        that part, with a margin, is searched: a sign on a photo costs a fraction of the
+        detector's full-image pass. The detector runs at the same scale either way."""
         height, width = image.shape[:2]
-        scale = min(1.0, self.config.read_side / max(height, width))
-        det_h = max(32, round(height * scale / 32) * 32)
-        det_w = max(32, round(width * scale / 32) * 32)
+        x0, y0 = 0, 0
+        if region is not None:
+            mx, my = GATE_MARGIN * width, GATE_MARGIN * height
+            left, top = max(0, int(region[0] * width - mx)), max(0, int(region[1] * height - my))
+            right, bottom = min(width, int(region[2] * width + mx)), min(height, int(region[3] * height + my))
+            if (right - left) * (bottom - top) < GATE_CROP_SHARE * width * height:
+                image, x0, y0 = image[top:bottom, left:right], left, top
+        part_h, part_w = image.shape[:2]
+        scale = min(1.0, self.config.det_side / max(height, width))
+        det_h = max(32, round(part_h * scale / 32) * 32)
+        det_w = max(32, round(part_w * scale / 32) * 32)
         resized = cv2.resize(image, (det_w, det_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         probability = self._det.run(None, {self._det_input: _det_tensor(resized)})[0]
-        boxes, scores = self._boxes(probability, (height, width))
+        boxes, scores = self._boxes(probability, (part_h, part_w))
         if len(boxes) == 0:
             return np.zeros((0, 4, 2), np.float32), []
-        areas = [cv2.contourArea(box.astype(np.float32)) for box in boxes]
+        quads = np.asarray(boxes, np.float32) + np.array([x0, y0], np.float32)
+        areas = [cv2.contourArea(quad) for quad in quads]
         order = np.argsort(areas)[::-1]
-        return np.asarray(boxes, np.float32)[order], [float(scores[i]) for i in order]
+        return quads[order], [float(scores[i]) for i in order]
 
     # -- 3. recognise ------------------------------------------------------------------------
     def _recognize_batch(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
@@ -140,7 +208,7 @@ class OcrEngine:
         results, _ = self._decode(predictions, False, wh_ratio_list=ratios, max_wh_ratio=max_ratio)
         return [(text, float(score)) for text, score in results]
 
-    def read(self, images: Sequence[np.ndarray], gate_scores: Sequence[float]) -> list[RawReading]:
+    def read(self, images: Sequence[np.ndarray], gates: Sequence[Gate]) -> list[RawReading]:
         """Detects and recognises the lines of each image (RGB, reading size), sharing the
         recogniser's batches across images. Each image's CPU time is its own detection plus its
         share of every recognition batch it had crops in."""
@@ -151,7 +219,7 @@ class OcrEngine:
         truncated = [False] * len(images)
         for index, image in enumerate(images):
             start = time.process_time()
-            quads, _ = self.detect(image)
+            quads, _ = self.detect(image, gates[index].region)
             detected[index] = len(quads)
             if len(quads) > config.max_lines:
                 truncated[index] = True
@@ -198,7 +266,7 @@ class OcrEngine:
             readings.append(
                 RawReading(
                     status=ReadingStatus.BUDGET_EXCEEDED if truncated[index] else ReadingStatus.READ,
-                    gate_score=gate_scores[index],
+                    gate_score=gates[index].score,
                     lines=tuple(line for _, line in ordered),
                     detected=detected[index],
                     cpu_s=spent[index],
@@ -221,3 +289,7 @@ def _normalised_box(quad: np.ndarray, width: int, height: int) -> Box:
         float(np.clip(x1 / width, 0, 1)),
         float(np.clip(y1 / height, 0, 1)),
     )
+
+
+def _union(a: Box, b: Box) -> Box:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))

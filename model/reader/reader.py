@@ -16,7 +16,7 @@ import numpy as np
 from model.reader.config import ReaderConfig
 from model.reader.features import ENTITIES, fusion_vector, reader_vector
 from model.reader.fusion import Fusion
-from model.reader.ocr import ENGINE_NAME, OcrEngine, RawReading
+from model.reader.ocr import ENGINE_NAME, Gate, OcrEngine, RawReading
 from model.reader.recognizers import RecognizerConfig, recognize
 from model.reader.types import EntityType, ReadingResult, ReadingStatus
 
@@ -42,6 +42,8 @@ def settings(config: ReaderConfig) -> dict:
         "phone_regions": list(config.phone_regions),
         "gate_side": config.gate_side,
         "gate_area": config.gate_area,
+        "gate_line": config.gate_line,
+        "det_side": config.det_side,
         "read_side": config.read_side,
         "max_lines": config.max_lines,
         "budget_s": config.budget_s,
@@ -63,17 +65,14 @@ class TextReader:
 
     # The steps of `assess` one image at a time, for training (training/reading.py), which
     # caches them per image; the server uses `assess`, which batches.
-    def gate_score(self, small: np.ndarray) -> float:
+    def gate(self, small: np.ndarray) -> Gate:
         return self._ocr.gate(small)
-
-    def gate_wants(self, gate_score: float) -> bool:
-        return self._ocr.wants_reading(gate_score)
 
     def empty_vector(self, status: ReadingStatus, gate_score: float) -> np.ndarray:
         return reader_vector(status, gate_score, (), (), (), self.counted)
 
-    def read_vector(self, image: np.ndarray, gate_score: float) -> np.ndarray:
-        raw = self._ocr.read([image], [gate_score])[0]
+    def read_vector(self, image: np.ndarray, gate: Gate) -> np.ndarray:
+        raw = self._ocr.read([image], [gate])[0]
         recognized = recognize(raw.lines, self._recognizers) if raw.lines else None
         findings = recognized.findings if recognized else ()
         cues = recognized.cues if recognized else ()
@@ -93,7 +92,7 @@ class TextReader:
         wanted = [
             i
             for i, g in enumerate(gates)
-            if self._ocr.wants_reading(g) or cnn_personal_info[i] >= self.config.read_above_cnn
+            if g.read or cnn_personal_info[i] >= self.config.read_above_cnn
         ]
         raws: dict[int, RawReading] = {}
         loaded: list[tuple[int, np.ndarray]] = []
@@ -102,7 +101,7 @@ class TextReader:
                 loaded.append((i, load(i)))
             except Exception as exc:  # one image's reading, never the batch
                 log.warning("reader: image %d could not be decoded for reading: %s", i, type(exc).__name__)
-                raws[i] = RawReading(ReadingStatus.FAILED, gates[i])
+                raws[i] = RawReading(ReadingStatus.FAILED, gates[i].score)
         if loaded:
             try:
                 for (i, _), raw in zip(
@@ -112,10 +111,10 @@ class TextReader:
             except Exception as exc:  # the CNN's scores still stand; REVIEW, not PASS
                 log.error("reader: OCR failed on a batch of %d: %s", len(loaded), type(exc).__name__)
                 for i, _ in loaded:
-                    raws[i] = RawReading(ReadingStatus.FAILED, gates[i])
+                    raws[i] = RawReading(ReadingStatus.FAILED, gates[i].score)
         results = []
         for i, gate in enumerate(gates):
-            raw = raws.get(i, RawReading(ReadingStatus.SKIPPED, gate))
+            raw = raws.get(i, RawReading(ReadingStatus.SKIPPED, gate.score))
             results.append(self._result(raw, float(cnn_personal_info[i]), gate_cpu))
         return results
 

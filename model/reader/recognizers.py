@@ -18,8 +18,8 @@ joined into one row, and a cue counts when it is on the same row (nearest to the
 over cues further away) or on the row directly above.
 
 Phones come from libphonenumber (`phonenumbers`): its matcher per configured region with
-POSSIBLE leniency, merged by span, then `is_valid_number` for the strong evidence. Not VALID
-alone: the demo images' fiction numbers (555-01xx with random area codes, JP numbers with
+POSSIBLE leniency, merged by span (one number seen by several regions is one finding), then
+its validity check for the strong evidence. Not Leniency.VALID alone: the demo images' fiction numbers (555-01xx with random area codes, JP numbers with
 random digits) are mostly outside assigned ranges, and real text carries numbers the
 metadata does not know yet; a possible-only number needs the national grouping or a strong
 cue. A number announced by WhatsApp/LINE/Telegram is a PHONE (the value is a phone number;
@@ -28,7 +28,12 @@ the cue shows as "cue:messenger"); MESSENGER_ID is for handles and IDs.
 Text is NFKC-normalised first (full-width digits, letters, ＠, hyphens), dash look-alikes
 between digits become "-", and O/o/l/I/| inside digit runs become digits, as OCR confuses
 them. Nothing here logs or keeps the personal text: a Finding carries only `masked` and
-evidence labels."""
+evidence labels.
+
+A finding's confidence is its evidence strength (pattern, validity, cue; capped at 1) times
+0.5 + 0.5 x the OCR score of its line(s), so a well-read weak pattern and a badly read strong
+one both land mid-scale. Cue categories: phone, contact, email, address, ship_to, name,
+messenger, postal."""
 
 from __future__ import annotations
 
@@ -46,6 +51,8 @@ __all__ = ["Recognized", "RecognizerConfig", "mask", "recognize"]
 
 @dataclass(frozen=True)
 class RecognizerConfig:
+    """Tuning of `recognize`; the defaults are what serving and training use."""
+
     # libphonenumber region codes tried for numbers written without +CC.
     phone_regions: tuple[str, ...] = ("JP", "US", "GB")
     # Findings below this confidence are dropped (a weak pattern on a poorly read line).
@@ -63,11 +70,11 @@ class RecognizerConfig:
 
 @dataclass(frozen=True)
 class Recognized:
+    """One image's findings (ordered by line) and cue words (one per line and category)."""
+
     findings: tuple[Finding, ...]
     cues: tuple[CueWord, ...]
 
-
-_DEFAULT_CONFIG = RecognizerConfig()
 
 # ---------------------------------------------------------------------------------------------
 # Normalisation
@@ -76,6 +83,7 @@ _DIGITS = frozenset("0123456789")
 # Hyphen-minus, hyphens, figure/en/em dashes, horizontal bar, minus, full-width hyphen-minus,
 # katakana prolonged sound mark, box-drawing lines: what OCR makes of the hyphen in 090-1234.
 _DASH_CHARS = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\uff0d\u30fc\u2500\u2501"
+_DASH_SET = frozenset(_DASH_CHARS)
 _DASH_BETWEEN_DIGITS = re.compile(rf"(?<=[0-9])[{_DASH_CHARS}](?=[0-9])")
 _CONFUSABLE_RUN = re.compile(r"[OoIl|]{1,2}")
 _CONFUSABLE_MAP = str.maketrans("OoIl|", "00111")
@@ -149,9 +157,10 @@ def _nfkc(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Cue words. One combined regex, alternatives in priority order: at one position the first
-# alternative wins, so longer and blocking forms come first (お問い合わせ番号 is a tracking
-# number's label, お問い合わせ alone announces a contact).
+# Cue words, and the blocking cues (receipt, timetable, product, page) that are never
+# returned but veto numbers. Alternatives are in priority order: at one position the first
+# wins, so longer and blocking forms come first (お問い合わせ番号 is a tracking number's
+# label, お問い合わせ alone announces a contact).
 
 
 @dataclass(frozen=True)
@@ -348,7 +357,7 @@ _STREET_WORDS = frozenset(
 # Capitalised street kinds only: "2 miles down the road" is prose, "12 Oak Road" an address.
 _US_STREET = re.compile(
     r"(?<![A-Za-z0-9])[0-9]{1,6}[A-Za-z]? (?:(?:[NSEW]|North|South|East|West)\.? )?(?:[A-Z][A-Za-z'\-]* ){1,3}"
-    rf"(?:{_STREET_KINDS})(?![A-Za-z])\.?(?:,? ?(?:Apt|Apartment|Suite|Ste|Unit|Flat|Fl|Floor|#)\.? ?#? ?[A-Za-z0-9\-]+)?"
+    rf"(?:{_STREET_KINDS})(?![A-Za-z])\.?(?: (?:[NS][EW]?|[EW])(?![A-Za-z]))?(?:,? ?(?:Apt|Apartment|Suite|Ste|Unit|Flat|Fl|Floor|#)\.? ?#? ?[A-Za-z0-9\-]+)?"
 )
 _PO_BOX = re.compile(r"(?<![A-Za-z])(?i:p\.? ?o\.? box) ?[0-9]+")
 
@@ -457,9 +466,7 @@ def _build_rows(lines: Sequence[TextLine], config: RecognizerConfig) -> list[_Ro
                 prev = parts[-1]
                 # A number cut over two boxes ("090-" | "1234-5678") is glued back; other
                 # neighbours get a space so words and numbers stay apart.
-                glue = (prev[-1:] in _DIGITS and t[:1] in _DASH_CHARS) or (
-                    prev[-1:] in _DASH_CHARS and t[:1] in _DIGITS
-                )
+                glue = (prev[-1:] in _DIGITS and t[:1] in _DASH_SET) or (prev[-1:] in _DASH_SET and t[:1] in _DIGITS)
                 sep = "" if glue else " "
                 parts.append(sep)
                 pos += len(sep)
@@ -770,6 +777,8 @@ def _judge_phone(rows: list[_Row], ri: int, s: int, e: int, valid: set[str]) -> 
     evidence: list[str] = []
     if len(groups) == 1 and not plus and shape is None and phone_cue < 0.8 and not left_phone:
         return None  # an unseparated run of digits is an ID more often than a phone
+    if left is not None and left.kind.category == "messenger" and "ID" in text[left.start : s].upper() and not shape:
+        return None  # "Kakao ID: 12345678" is the messenger ID itself
     vouched = left_phone or any(
         cues.get(category, 0.0) > 0 for cues in (ctx.row, ctx.above) for category in ("phone", "messenger", "contact")
     )
@@ -995,20 +1004,30 @@ def _messenger(rows: list[_Row], ri: int, config: RecognizerConfig, out: list[_C
             or text[cue.start : cue.end].upper().endswith("ID")
             or handle.startswith("@")
         )
-        # A plain word after the cue is prose ("Instagram photos", "Insta: follow us"),
-        # unless the cue says ID or a colon does and the word stands alone.
-        wordy = handle.isalpha() and (m.group("more") is not None or not explicit)
-        if wordy or not (explicit or re.search(r"[0-9_.]", handle)):
+        # After "LINE:" or "WeChat ID" almost anything is the ID, but not prose ("Insta:
+        # follow us"). Without a colon or ID only a handle-looking token (letters with digits,
+        # _ or .) counts: "Instagram photos" and "LINE 12" are not IDs.
+        prose = handle.isalpha() and m.group("more") is not None
+        looks_like_handle = bool(re.search("[A-Za-z]", handle) and re.search(r"[0-9_.]", handle))
+        if prose or not (explicit or looks_like_handle):
             continue
-        add(m.start("h"), m.end("h"), 0.55 + 0.35, ["messenger:cue", "cue:messenger"])
-    above_messenger = row.above is not None and any(c.kind.category == "messenger" for c in rows[row.above].cues)
+        add(m.start("h"), m.end("h"), 0.9, ["messenger:cue", "cue:messenger"])
+    above_row = rows[row.above] if row.above is not None else None
+    above_messenger = above_row is not None and any(c.kind.category == "messenger" for c in above_row.cues)
     row_messenger = any(c.kind.category == "messenger" for c in row.cues)
     if above_messenger or row_messenger:
         for m in _ID_FIELD.finditer(text):
             where = "cue" if row_messenger else "cue_above"
             add(m.start("h"), m.end("h"), 0.8, ["messenger:id_field", f"{where}:messenger"])
+        # A label row ("LINE ID") over a lone token: the token is the ID when the label says
+        # ID or the token looks like a handle; "LINE" over "OPEN" is a sign, not an ID.
         stripped = text.strip()
-        if above_messenger and not row.cues and _LONE_HANDLE.fullmatch(stripped) and re.search("[A-Za-z]", stripped):
+        label_says_id = above_row is not None and any(
+            c.kind.category == "messenger" and above_row.text[c.start : c.end].upper().endswith("ID")
+            for c in above_row.cues
+        )
+        lone = not row.cues and _LONE_HANDLE.fullmatch(stripped) and re.search("[A-Za-z]", stripped)
+        if above_messenger and lone and (label_says_id or re.search(r"[0-9_.@]", stripped)):
             s = text.index(stripped)
             add(s, s + len(stripped), 0.7, ["messenger:below_cue", "cue_above:messenger"])
     for m in _HANDLE.finditer(text):
@@ -1032,7 +1051,7 @@ def _resolve(cands: list[_Cand]) -> list[_Cand]:
     return kept
 
 
-def recognize(lines: Sequence[TextLine], config: RecognizerConfig = _DEFAULT_CONFIG) -> Recognized:
+def recognize(lines: Sequence[TextLine], config: RecognizerConfig = RecognizerConfig()) -> Recognized:
     """The personal data and cue words in one image's OCR lines. Pure: no I/O, no state."""
     if not lines:
         return Recognized((), ())
@@ -1108,7 +1127,8 @@ def mask(text: str, entity: EntityType) -> str:
 def _mask_phone(text: str) -> str:
     positions = [i for i, c in enumerate(text) if c in _DIGITS]
     keep: set[int] = set()
-    if len(positions) >= 7:
+    # The last two digits show only while at least six stay hidden: a local 555-0156 shows none.
+    if len(positions) >= 8:
         keep.update(positions[-2:])
     groups = list(_DIGIT_GROUP.finditer(text))
     # The country code, or a leading trunk group (090, 03), says only which network or city;
