@@ -89,11 +89,7 @@ class TextReader:
         start = time.process_time()
         gates = [self._ocr.gate(image) for image in small]
         gate_cpu = (time.process_time() - start) / max(1, len(small))
-        wanted = [
-            i
-            for i, g in enumerate(gates)
-            if g.read or cnn_personal_info[i] >= self.config.read_above_cnn
-        ]
+        wanted = [i for i, g in enumerate(gates) if g.read or cnn_personal_info[i] >= self.config.read_above_cnn]
         raws: dict[int, RawReading] = {}
         loaded: list[tuple[int, np.ndarray]] = []
         for i in wanted:
