@@ -16,7 +16,15 @@ DEMO_PER_CLASS ?= 1200
 # generator draws with. `make test` adds prometheus (promtool and the server) for the alert-rule
 # and scrape tests, and chromium with its driver for the review tool's browser test (Selenium
 # drives them; nothing is downloaded); kubectl and PostgreSQL are handled below.
-RUN_DEBIAN_PACKAGES := fonts-dejavu-core fonts-noto-cjk mate-backgrounds
+# Fonts and photos for the demo images: a training set and a held-out set the model benchmark
+# measures on (training/demo_fonts.py says which font is in which).
+RUN_DEBIAN_PACKAGES := fonts-dejavu-core fonts-noto-cjk mate-backgrounds fonts-liberation2 fonts-freefont-ttf \
+  fonts-open-sans fonts-crosextra-carlito fonts-crosextra-caladea fonts-cantarell fonts-league-spartan \
+  fonts-ebgaramond fonts-courier-prime fonts-comic-neue fonts-dancingscript fonts-tlwg-purisa-ttf \
+  fonts-roboto-unhinted fonts-sil-andika fonts-b612 fonts-quicksand fonts-comfortaa fonts-hack fonts-inconsolata \
+  fonts-dkg-handwriting fonts-breip fonts-humor-sans fonts-ipaexfont-gothic fonts-ipaexfont-mincho \
+  fonts-motoya-l-maruberi fonts-motoya-l-cedar fonts-vlgothic fonts-sawarabi-gothic fonts-sawarabi-mincho \
+  fonts-seto fonts-kouzan-mouhitsu fonts-aoyagi-soseki fonts-aoyagi-kouzan-t
 TEST_DEBIAN_PACKAGES := prometheus chromium chromium-driver
 # The same files setup.py compiles into the wheel.
 PROTO := $(sort $(shell find proto -name '*.proto'))

@@ -612,11 +612,17 @@ def test_evidence_never_carries_the_personal_text():
 
 
 def test_demo_personal_text_is_found():
+    """Each entity the demo generator writes (demo_content.personal_lines says which) is found."""
     rng = np.random.default_rng(2024)
-    samples = [demo_content.personal_text(rng)[0] for _ in range(200)]
-    with_phone = sum(bool(of(find(*lines), PHONE)) for lines in samples)
-    # Every sample carries a phone number; the measured rate is 200/200.
-    assert with_phone >= 196, with_phone
+    drawn = found = 0
+    for _ in range(200):
+        lines, _ = demo_content.personal_lines(rng)
+        expected = {str(e) for line in lines for e in line.entities}
+        got = {f.entity.value for f in find(*(line.text for line in lines))}
+        drawn += len(expected)
+        found += len(expected & got)
+    # Measured 2026-12-04 on the current generator; a drop means a recogniser lost a form.
+    assert found >= 0.95 * drawn, (found, drawn)
 
 
 def test_demo_benign_text_is_left_alone():
@@ -669,3 +675,8 @@ def test_boxes_are_passed_through():
     box: Box = (0.25, 0.5, 0.75, 0.55)
     (phone,) = recognize([TextLine("090-1234-5678", 0.9, box)]).findings
     assert phone.box == box and phone.line == 0
+
+
+@pytest.mark.parametrize("text", ["LINEのID skato112", "LINEのIDは hina.yamada09 です", "ラインのID: sakura_3097"])
+def test_line_ids_written_with_no(text):
+    assert any(f.entity is EntityType.MESSENGER_ID for f in find(text)), find(text)

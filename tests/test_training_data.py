@@ -322,8 +322,9 @@ def test_redact_url():
 def test_benchmark_generator_makes_every_kind_of_image():
     from training import benchmark_data
 
-    per_class = 20
+    per_class = 40
     for label, variants in benchmark_data.VARIANTS.items():
+        assert sum(variants.values()) == pytest.approx(1.0)
         seen = set()
         for index in range(per_class):
             variant = benchmark_data.variant_of(label, index, per_class)
@@ -334,3 +335,46 @@ def test_benchmark_generator_makes_every_kind_of_image():
             assert made == variant and ext in ("png", "jpg")
             assert decode_image(data, (64, 64)).std() > 1.0
         assert seen == set(variants)
+
+
+def test_benchmark_images_use_only_held_out_fonts_and_photos():
+    from training import benchmark_data, demo_fonts, demo_render
+
+    heldout_fonts = set(demo_fonts.names("heldout"))
+    heldout_photos = {n for n, _ in demo_render.named_photos("heldout")}
+    assert heldout_photos <= demo_render.PHOTO_HELDOUT
+    per_class = 40
+    fonts, photos, hard = set(), set(), set()
+    for label in benchmark_data.VARIANTS:
+        for index in range(0, per_class, 3):
+            made = benchmark_data.generate_details(3, label, index, per_class)
+            fonts.update(made.fonts)
+            photos.update(made.backgrounds)
+            hard.add(benchmark_data.is_hard(index))
+            assert bool(made.entities) == (label == "personal_info")
+    assert fonts and fonts <= heldout_fonts and not fonts & set(demo_fonts.names("train"))
+    assert photos and photos <= heldout_photos
+    assert hard == {True, False}
+    # The same index in the same class is the same image, and another seed is another.
+    assert benchmark_data.generate(3, "personal_info", 5, per_class) == benchmark_data.generate(
+        3, "personal_info", 5, per_class
+    )
+    assert benchmark_data.generate(3, "personal_info", 5, per_class) != benchmark_data.generate(
+        4, "personal_info", 5, per_class
+    )
+
+
+def test_benchmark_labels_file(tmp_path):
+    from training import benchmark_data
+
+    labels = benchmark_data.write_benchmark_dataset(tmp_path, 4, workers=1)
+    with open(labels, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12 and tuple(rows[0]) == benchmark_data.LABEL_COLUMNS
+    for row in rows:
+        assert row["variant"] == row["kind"] in benchmark_data.VARIANTS[row["label"]]
+        assert row["hard"] in ("0", "1") and row["has_text"] in ("0", "1")
+        assert bool(row["entities"]) == (row["label"] == "personal_info")
+        assert (tmp_path / row["path"]).is_file()
+    stamp = labels.stat().st_mtime_ns
+    assert benchmark_data.write_benchmark_dataset(tmp_path, 4, workers=1).stat().st_mtime_ns == stamp

@@ -209,9 +209,8 @@ class OcrEngine:
         return [(text, float(score)) for text, score in results]
 
     def read(self, images: Sequence[np.ndarray], gates: Sequence[Gate]) -> list[RawReading]:
-        """Detects and recognises the lines of each image (RGB, reading size), sharing the
-        recogniser's batches across images. Each image's CPU time is its own detection plus its
-        share of every recognition batch it had crops in."""
+        """Detects and recognises the lines of each image (RGB, reading size), each within its
+        own budget of lines and CPU time (detection and recognition)."""
         config = self.config
         spent = [0.0] * len(images)
         detected = [0] * len(images)
@@ -234,29 +233,26 @@ class OcrEngine:
             if spent[index] > config.budget_s:
                 truncated[index] = True
 
+        # Each image's lines in the detector's order, largest first, so that a budget that runs
+        # out leaves the smallest lines unread rather than the long ones, which in chats are the
+        # sentences that carry a number or an address. Batches stay within an image: on a CPU
+        # they save nothing (see ReaderConfig.rec_batch), and this keeps the order.
         lines: list[list[tuple[int, TextLine]]] = [[] for _ in images]
-        order = sorted(range(len(crops)), key=lambda i: crops[i][1].shape[1] / max(1, crops[i][1].shape[0]))
-        position = 0
-        while position < len(order):
-            chunk: list[int] = []
-            while position < len(order) and len(chunk) < config.rec_batch:
-                i = order[position]
-                position += 1
-                owner = crops[i][0]
+        by_image: list[list[int]] = [[] for _ in images]
+        for i, (owner, _, _) in enumerate(crops):
+            by_image[owner].append(i)
+        for owner, members in enumerate(by_image):
+            for first in range(0, len(members), config.rec_batch):
                 if spent[owner] > config.budget_s:
                     truncated[owner] = True
-                    continue
-                chunk.append(i)
-            if not chunk:
-                continue
-            start = time.process_time()
-            results = self._recognize_batch([crops[i][1] for i in chunk])
-            share = (time.process_time() - start) / len(chunk)
-            for i, (text, score) in zip(chunk, results, strict=True):
-                owner, _, box = crops[i]
-                spent[owner] += share
-                if score >= config.min_line_score and text.strip():
-                    lines[owner].append((i, TextLine(text=text, score=score, box=box)))
+                    break
+                chunk = members[first : first + config.rec_batch]
+                start = time.process_time()
+                results = self._recognize_batch([crops[i][1] for i in chunk])
+                spent[owner] += time.process_time() - start
+                for i, (text, score) in zip(chunk, results, strict=True):
+                    if score >= config.min_line_score and text.strip():
+                        lines[owner].append((i, TextLine(text=text, score=score, box=crops[i][2])))
 
         readings = []
         for index in range(len(images)):

@@ -217,7 +217,7 @@ _CUE_TABLE: tuple[tuple[str, str, str, _CueKind], ...] = (
     ),
     (
         "messenger",
-        r"ラインID|カカオトーク|カカオ|インスタ(?:グラム)?|微信|ツイッター",
+        r"ライン(?:の)?ID|LINEの\s?ID|カカオトーク|カカオ|インスタ(?:グラム)?|微信|ツイッター",
         # LINE in capitals only: "line" is an ordinary English word.
         r"LINE(?:\s?ID)?|(?i:line\s?id)|IG|"
         r"(?i:kakao(?:\s?talk)?|we\s?chat|whats\s?app|telegram|discord|snapchat|instagram|insta|skype|viber)",
@@ -382,7 +382,8 @@ _JP_PREF_START = re.compile(rf"(?:{_PREFECTURES})")
 
 _HANDLE = re.compile(r"(?<![A-Za-z0-9_@.])@(?P<h>[A-Za-z0-9_](?:[A-Za-z0-9_.]{0,28}[A-Za-z0-9_])?)(?![A-Za-z0-9_@])")
 _AFTER_MESSENGER = re.compile(
-    r"(?P<id> ?(?i:id))?(?P<sep> ?[:=] ?| )(?P<h>@?[A-Za-z0-9][A-Za-z0-9._\-]{1,31})(?P<more> [A-Za-z]+)?"
+    # "は" / "：" after a Japanese cue ("LINEのIDは hina09 です") separates like a colon.
+    r"(?P<id> ?(?i:id))?(?P<sep> ?[:=は] ?| )(?P<h>@?[A-Za-z0-9][A-Za-z0-9._\-]{1,31})(?P<more> [A-Za-z]+)?"
 )
 _ID_FIELD = re.compile(r"(?<![A-Za-z])(?i:id) ?[:=] ?(?P<h>@?[A-Za-z0-9][A-Za-z0-9._\-]{1,31})")
 _LONE_HANDLE = re.compile(r"@?[A-Za-z0-9][A-Za-z0-9._\-]{2,31}")
@@ -1000,6 +1001,7 @@ def _messenger(rows: list[_Row], ri: int, config: RecognizerConfig, out: list[_C
         explicit = (
             ":" in m.group("sep")
             or "=" in m.group("sep")
+            or "は" in m.group("sep")
             or m.group("id") is not None
             or text[cue.start : cue.end].upper().endswith("ID")
             or handle.startswith("@")
