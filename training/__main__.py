@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout-per-class", type=int, default=600, help="held-out benchmark images per class")
     p.add_argument("--out", type=Path, default=Path("var/benchmark"), help="work directory")
     p.add_argument("--doc", type=Path, default=Path("docs/retraining.md"), help="file whose markers get the figures")
-    p.add_argument("--heads", default="softmax,sigmoid", help="heads to train and compare")
+    p.add_argument("--heads", default="softmax", help="heads to train and compare (softmax,sigmoid: both)")
     p.add_argument("--note", default="", help="a remark printed with the figures (e.g. what else ran)")
     p.add_argument("--readme", type=Path, default=Path("README.md"), help="file whose markers get the main table")
     p.add_argument("--from-results", help="write an earlier run's results.json into the documents again")

@@ -224,8 +224,8 @@ def finish_run(
 
     eval_set = load_eval_set(dataset_dir)
     model = build_float32_model(cfg, result.weights)
-    scores = evaluate.score_keras(model, eval_set.images)
-    scores, fitted = fit_fusion(model, dataset_dir, eval_set, scores, cfg, log)
+    cnn_scores = evaluate.score_keras(model, eval_set.images)
+    scores, fitted = fit_fusion(model, dataset_dir, eval_set, cnn_scores, cfg, log)
     evaluation = evaluate.evaluate_scores(scores, eval_set.labels, cfg)
     log(f"candidate ({cfg.train.head} head): " + figures_line(evaluation))
     _, serving_meta, serving_eval = evaluate_serving(models, name, eval_set, cfg, log)
@@ -296,6 +296,12 @@ def finish_run(
             "split": "frozen evaluation split",
             "eval_split_id": eval_set.split_id,
             "report": "evaluation/report.md",
+            # The network's own AUCs (per_class holds the served, fused personal_info): what an
+            # engine-level check such as the int8 quantizer's compares with.
+            "cnn_auc": {
+                c: roc_auc(cnn_scores[eval_set.labels == i, i], cnn_scores[eval_set.labels != i, i])
+                for i, c in enumerate(cfg.data.class_names)
+            },
         },
         score_baseline=evaluation["score_baseline"],
         reader=fitted.metadata(fusion.reader_config(cfg)) if fitted is not None else {},

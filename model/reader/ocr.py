@@ -141,8 +141,8 @@ class OcrEngine:
         boxes, scores = self._gate_boxes(probability, (probability.shape[-2], side))
         best, region = 0.0, None
         for box, score in zip(boxes, scores, strict=True):
-            length = max(np.linalg.norm(box[0] - box[1]), np.linalg.norm(box[0] - box[3]))
-            thickness = max(1.0, min(np.linalg.norm(box[0] - box[1]), np.linalg.norm(box[0] - box[3])))
+            sides = (float(np.linalg.norm(box[0] - box[1])), float(np.linalg.norm(box[0] - box[3])))
+            length, thickness = max(sides), max(1.0, min(sides))
             likeness = float(score) * min(length / thickness, 4.0) / 4.0
             best = max(best, likeness)
             if likeness >= self.config.gate_line:
