@@ -497,6 +497,51 @@ def cpu_ms_per_image(server: ServerProcess, images: list[bytes], repeats: int) -
     return 1000 * (server.cpu() - before) / len(responses), responses
 
 
+def reader_parts(photos: list[bytes], texts: list[bytes]) -> dict[str, Any]:
+    """CPU of the reader's parts in this process, one thread: the gate's looks at each size,
+    detection at two sizes, recognition per line by batch size. What ReaderConfig's defaults
+    were chosen on."""
+    import dataclasses
+
+    from rapidocr.utils.process_img import get_rotate_crop_image
+
+    from model.preprocess import decode_for_reading, decode_image
+    from model.reader.config import ReaderConfig
+    from model.reader.ocr import OcrEngine
+
+    engine = OcrEngine(ReaderConfig())
+    engine.warm_up()
+    small = [decode_image(d, (128, 128)) for d in photos]
+
+    def per_item_ms(work, items) -> float:
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            for item in items:
+                work(item)
+            best = min(best, (time.process_time() - started) / len(items))
+        return round(1000 * best, 2)
+
+    out: dict[str, Any] = {
+        f"gate_map_{side}_ms": per_item_ms(lambda x, side=side: engine._map(x, side), small) for side in (64, 96, 128)
+    }
+    out["gate_ms_per_photo"] = per_item_ms(engine.gate, small)
+    full = [decode_for_reading(d, 960) for d in texts]
+    for side in (640, 960):
+        sized = OcrEngine(dataclasses.replace(ReaderConfig(), det_side=side))
+        out[f"detect_{side}_ms_per_text_image"] = per_item_ms(sized.detect, full)
+    crops = []
+    for image in full:
+        quads, _ = engine.detect(image)
+        crops += [get_rotate_crop_image(image, q.copy()) for q in quads]
+    crops.sort(key=lambda c: c.shape[1] / max(1, c.shape[0]))
+    out["lines"] = len(crops)
+    for batch in (1, 2, 8):
+        chunks = [crops[i : i + batch] for i in range(0, len(crops), batch)]
+        out[f"recognize_batch_{batch}_ms_per_line"] = round(per_item_ms(engine._recognize_batch, chunks) / batch, 2)
+    return out
+
+
 def reader_cost(repo: Path, work: Path, photos: list[bytes], texts: list[bytes], step: float, repeats: int) -> dict:
     """The text reader's cost, on and off in one run: CPU per photo without text and per
     text-bearing image, the share of each the gate sent to reading, and the 80/20 mix."""
@@ -656,6 +701,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             say("  int8: not measured: the version has no accepted int8 model (make quantize)")
         texts = images.bytes_of("screenshot") + [text_image(i) for i in range(8)]
         servers["reader"] = reader_cost(repo, work, photos, texts, step, args.reader_repeats)
+        servers["reader"]["parts"] = reader_parts(photos, texts)
         say(f"  reader: {servers['reader']}")
         unbatched = ServerProcess(repo, ["--batch-max-batch-size", "1"], work)
         try:
@@ -827,10 +873,35 @@ def reader_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{off['mixed_1ch']['best_images_per_s']} / {on['mixed_1ch']['best_images_per_s']} img/s",
             f"{100 * q['mixed_on_vs_off']:.0f}% of reader off (target >= 30%)",
         ),
+        *reader_part_rows(reader.get("parts")),
         (
             "Text reader: RSS per worker, reader on / off",
             f"{on['rss']['workers_mb']} / {off['rss']['workers_mb']} MB",
             f"start to SERVING {on['start_to_serving_s']} s (target < 300 MB, < 3 s)",
+        ),
+    ]
+
+
+def reader_part_rows(parts: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    if not parts:
+        return []
+    return [
+        (
+            "Text reader parts, 1 thread: gate's detector map at 64 / 96 / 128 px; the gate per photo",
+            f"{parts['gate_map_64_ms']} / {parts['gate_map_96_ms']} / {parts['gate_map_128_ms']} ms; "
+            f"{parts['gate_ms_per_photo']} ms",
+            "",
+        ),
+        (
+            "Text reader parts: detection per text image at 640 / 960 px",
+            f"{parts['detect_640_ms_per_text_image']} / {parts['detect_960_ms_per_text_image']} ms",
+            "",
+        ),
+        (
+            f"Text reader parts: recognition per line ({parts['lines']} lines), batches of 1 / 2 / 8",
+            f"{parts['recognize_batch_1_ms_per_line']} / {parts['recognize_batch_2_ms_per_line']} / "
+            f"{parts['recognize_batch_8_ms_per_line']} ms",
+            "",
         ),
     ]
 

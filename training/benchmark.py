@@ -331,8 +331,9 @@ def render(summary: dict[str, Any], cfg: Config, compact: bool = False) -> str:
         + " | ".join(f"AUC {c}" for c in classes)
         + " | "
         + " | ".join(f"recall {c} @ {_pct(cfg.target_fpr(c))} FPR" for c in flagged)
-        + f" | workload: passed unseen @ {_pct(cfg.eval.max_miss_rate)} missed | accuracy | training time |",
-        "|---" * (len(classes) + len(flagged) + 4) + "|",
+        + f" | workload: passed unseen @ {_pct(cfg.eval.max_miss_rate)} missed | {cfg.data.benign_class} passed unseen"
+        " at that miss rate | accuracy | training time |",
+        "|---" * (len(classes) + len(flagged) + 5) + "|",
     ]
     for key, r in results.items():
         lines.append(
@@ -340,7 +341,8 @@ def render(summary: dict[str, Any], cfg: Config, compact: bool = False) -> str:
             + " | ".join(f"{r['auc'][c]:.4f}" for c in classes)
             + " | "
             + " | ".join(_pct(r["recall_at_fpr"][c]) for c in flagged)
-            + f" | {_pct(r['workload']['pass_share'])} | {r['accuracy']:.4f} | {r['train_seconds'] / 60:.1f} min |"
+            + f" | {_pct(r['workload']['pass_share'])} | {_pct(r['workload'].get('benign_pass_rate'))}"
+            + f" | {r['accuracy']:.4f} | {r['train_seconds'] / 60:.1f} min |"
         )
     lines += [
         "",
