@@ -17,8 +17,10 @@ class ReaderConfig:
     # reported, but the fusion sees them as absent.
     entity_types: tuple[str, ...] = ()
     # Read whatever the gate says when the CNN alone already scores personal_info this high:
-    # a second way in for text the small gate misses.
-    read_above_cnn: float = 0.5
+    # a second way in for small text the gate misses. High, because each such read of a photo
+    # costs a full detection pass: at 0.5, the demo model of 2026-12-04 sent 6 of the bench's
+    # 24 photos (flowers, landscapes) to reading and the server fell from ~190 to 44 img/s.
+    read_above_cnn: float = 0.9
     # Side of the gate's first, square look (a multiple of 32): 1.6 ms on a Zen 4 core, 3.0 at
     # 96, 5.8 at 128 (ocr.GATE_CONFIRM_SIDE, its second look, for what the first lets on).
     gate_side: int = 64
