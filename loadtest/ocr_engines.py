@@ -90,15 +90,9 @@ def _reading_order(lines: list[Any]) -> list[Any]:
 
 
 def _box(points: Any, width: int, height: int) -> tuple[float, float, float, float]:
-    quad = np.asarray(points, np.float32).reshape(-1, 2)
-    x0, y0 = quad.min(axis=0)
-    x1, y1 = quad.max(axis=0)
-    return (
-        float(np.clip(x0 / width, 0, 1)),
-        float(np.clip(y0 / height, 0, 1)),
-        float(np.clip(x1 / width, 0, 1)),
-        float(np.clip(y1 / height, 0, 1)),
-    )
+    from model.reader.ocr import normalised_box
+
+    return normalised_box(np.asarray(points, np.float32).reshape(-1, 2), width, height)
 
 
 def _open_gate() -> Any:

@@ -100,23 +100,9 @@ class OcrEngine:
         self._rec_input = self._rec.get_inputs()[0].name
         characters = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
         self._decode = CTCLabelDecode(character=characters)
-        # The gate's boxes: no dilation, which at 96 pixels would merge neighbouring lines.
-        self._gate_boxes = DBPostProcess(
-            thresh=config.det_threshold,
-            box_thresh=config.box_threshold,
-            max_candidates=100,
-            unclip_ratio=config.unclip_ratio,
-            use_dilation=False,
-            score_mode="fast",
-        )
-        self._boxes = DBPostProcess(
-            thresh=config.det_threshold,
-            box_thresh=config.box_threshold,
-            max_candidates=1000,
-            unclip_ratio=config.unclip_ratio,
-            use_dilation=True,
-            score_mode="fast",
-        )
+        # The gate's boxes: no dilation, which at 128 pixels would merge neighbouring lines.
+        self._gate_boxes = _box_finder(config, max_candidates=100, dilate=False)
+        self._boxes = _box_finder(config, max_candidates=1000, dilate=True)
 
     def warm_up(self) -> None:
         """One pass through each session, so the first request does not pay for ONNX Runtime's
@@ -146,7 +132,7 @@ class OcrEngine:
             likeness = float(score) * min(length / thickness, 4.0) / 4.0
             best = max(best, likeness)
             if likeness >= self.config.gate_line:
-                bounds = _normalised_box(box.astype(np.float32), side, probability.shape[-2])
+                bounds = normalised_box(box.astype(np.float32), side, probability.shape[-2])
                 region = bounds if region is None else _union(region, bounds)
         return best, region
 
@@ -228,7 +214,7 @@ class OcrEngine:
                 crop = get_rotate_crop_image(image, quad.copy())
                 if crop.shape[0] < 2 or crop.shape[1] < 2:
                     continue
-                crops.append((index, crop, _normalised_box(quad, width, height)))
+                crops.append((index, crop, normalised_box(quad, width, height)))
             spent[index] += time.process_time() - start
             if spent[index] > config.budget_s:
                 truncated[index] = True
@@ -271,12 +257,24 @@ class OcrEngine:
         return readings
 
 
+def _box_finder(config: ReaderConfig, max_candidates: int, dilate: bool) -> DBPostProcess:
+    return DBPostProcess(
+        thresh=config.det_threshold,
+        box_thresh=config.box_threshold,
+        max_candidates=max_candidates,
+        unclip_ratio=config.unclip_ratio,
+        use_dilation=dilate,
+        score_mode="fast",
+    )
+
+
 def _det_tensor(image: np.ndarray) -> np.ndarray:
     # PaddleOCR's detector normalisation: mean 0.5, std 0.5 on 0..1 pixels, NCHW.
     return (image.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[np.newaxis]
 
 
-def _normalised_box(quad: np.ndarray, width: int, height: int) -> Box:
+def normalised_box(quad: np.ndarray, width: int, height: int) -> Box:
+    """A quadrilateral in pixels -> its bounding box as fractions of the image (0..1)."""
     x0, y0 = quad.min(axis=0)
     x1, y1 = quad.max(axis=0)
     return (
